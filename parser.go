@@ -1,0 +1,538 @@
+package main
+
+// The packet path, as pure functions: frame bytes → TCP endpoints and
+// payload (decodeFrame) → HTTP start line and two header values
+// (parseMessage) → one escaped text line (appendLine). Nothing here does
+// I/O or keeps global state, and nothing allocates once the caller's
+// buffers have grown to their working size.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"time"
+	"unicode/utf8"
+)
+
+// Link types (DLT numbers as pcap and pcapng files carry them). The live
+// socket produces linkEthernet, or linkRaw for SOCK_DGRAM captures.
+const (
+	linkNull      = 0   // BSD loopback: 4-byte address family, host byte order
+	linkEthernet  = 1   // Ethernet II, any number of 802.1Q/802.1ad tags
+	linkRaw       = 101 // raw IPv4 or IPv6, told apart by the version nibble
+	linkLoop      = 108 // OpenBSD loopback: like linkNull, network byte order
+	linkLinuxSLL  = 113 // Linux cooked capture v1
+	linkNFLog     = 239 // Linux netfilter NFLOG
+	linkIPv4      = 228 // raw IPv4
+	linkIPv6      = 229 // raw IPv6
+	linkLinuxSLL2 = 276 // Linux cooked capture v2
+)
+
+// verdict says what decodeFrame found in a frame.
+type verdict uint8
+
+const (
+	vTCP         verdict = iota // a TCP segment; packet is filled in
+	vOther                      // well-formed, but not TCP over IP (ARP, UDP, ESP, …)
+	vFragment                   // a later IP fragment: no TCP header to judge
+	vMalformed                  // truncated or inconsistent headers
+	vUnsupported                // a link type httplog does not decode
+)
+
+// packet is what decodeFrame finds in one frame. Its slices point into the
+// frame, so it is valid only as long as the frame is.
+type packet struct {
+	src, dst     []byte // 4 or 16 address bytes
+	sport, dport uint16
+	payload      []byte // TCP payload, ending where the IP length says
+	flow         uint32 // symmetric hash of the connection: same both ways
+}
+
+// Ethernet types met in front of IP.
+const (
+	etherIPv4   = 0x0800
+	etherIPv6   = 0x86dd
+	etherVLAN   = 0x8100 // 802.1Q
+	etherQinQ   = 0x88a8 // 802.1ad
+	etherQinQv1 = 0x9100 // pre-standard QinQ, still seen on old switches
+)
+
+// decodeFrame finds the TCP segment in a frame of the given link type.
+func decodeFrame(link int, frame []byte, p *packet) verdict {
+	switch link {
+	case linkEthernet:
+		if len(frame) < 14 {
+			return vMalformed
+		}
+		off, etype := 14, binary.BigEndian.Uint16(frame[12:])
+		for etype == etherVLAN || etype == etherQinQ || etype == etherQinQv1 {
+			if len(frame) < off+4 {
+				return vMalformed
+			}
+			etype = binary.BigEndian.Uint16(frame[off+2:])
+			off += 4
+		}
+		return decodeEtherType(etype, frame[off:], p)
+	case linkRaw, linkIPv4, linkIPv6:
+		return decodeIP(frame, p)
+	case linkNull, linkLoop:
+		if len(frame) < 4 {
+			return vMalformed
+		}
+		// The family is in the byte order of the machine that wrote the
+		// file (NULL) or big-endian (LOOP); the IP version nibble after it
+		// says the same with less guessing.
+		return decodeIP(frame[4:], p)
+	case linkLinuxSLL:
+		if len(frame) < 16 {
+			return vMalformed
+		}
+		return decodeEtherType(binary.BigEndian.Uint16(frame[14:]), frame[16:], p)
+	case linkLinuxSLL2:
+		if len(frame) < 20 {
+			return vMalformed
+		}
+		return decodeEtherType(binary.BigEndian.Uint16(frame[0:]), frame[20:], p)
+	case linkNFLog:
+		return decodeNFLog(frame, p)
+	}
+	return vUnsupported
+}
+
+func decodeEtherType(etype uint16, b []byte, p *packet) verdict {
+	switch etype {
+	case etherIPv4, etherIPv6:
+		return decodeIP(b, p)
+	}
+	return vOther
+}
+
+// decodeNFLog walks the TLVs of an NFLOG record to its payload attribute.
+// TLV lengths are in the byte order of the capturing host; like libpcap we
+// read them as little-endian, the order of every Linux host in practice.
+func decodeNFLog(b []byte, p *packet) verdict {
+	const nfulaPayload = 9
+	if len(b) < 4 {
+		return vMalformed
+	}
+	for off := 4; off+4 <= len(b); {
+		n := int(binary.LittleEndian.Uint16(b[off:]))
+		typ := binary.LittleEndian.Uint16(b[off+2:]) & 0x7fff // top bit: nested flag
+		if n < 4 || off+n > len(b) {
+			return vMalformed
+		}
+		if typ == nfulaPayload {
+			return decodeIP(b[off+4:off+n], p)
+		}
+		off += (n + 3) &^ 3 // attributes are padded to 4 bytes
+	}
+	return vOther
+}
+
+// decodeIP decodes an IPv4 or IPv6 packet, told apart by its version nibble.
+func decodeIP(b []byte, p *packet) verdict {
+	if len(b) < 1 {
+		return vMalformed
+	}
+	switch b[0] >> 4 {
+	case 4:
+		return decodeIPv4(b, p)
+	case 6:
+		return decodeIPv6(b, p)
+	}
+	return vMalformed
+}
+
+func decodeIPv4(b []byte, p *packet) verdict {
+	if len(b) < 20 {
+		return vMalformed
+	}
+	hl := int(b[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(b[2:]))
+	if hl < 20 || len(b) < hl {
+		return vMalformed
+	}
+	switch {
+	case total == 0:
+		// Segmentation offload hands the socket packets whose length
+		// field is not filled in yet; the captured bytes are the packet.
+	case total < hl:
+		return vMalformed
+	case total < len(b):
+		b = b[:total] // the rest is link-layer padding, never payload
+	}
+	if binary.BigEndian.Uint16(b[6:])&0x1fff != 0 {
+		return vFragment
+	}
+	if b[9] != 6 {
+		return vOther
+	}
+	p.src, p.dst = b[12:16], b[16:20]
+	return decodeTCP(b[hl:], p)
+}
+
+// IPv6 next-header values that decodeIPv6 steps over.
+const (
+	ip6HopByHop = 0
+	ip6Routing  = 43
+	ip6Fragment = 44
+	ip6AH       = 51
+	ip6DestOpts = 60
+	ip6Mobility = 135
+	ip6HIP      = 139
+	ip6Shim6    = 140
+)
+
+func decodeIPv6(b []byte, p *packet) verdict {
+	if len(b) < 40 {
+		return vMalformed
+	}
+	if n := 40 + int(binary.BigEndian.Uint16(b[4:])); n > 40 && n < len(b) {
+		b = b[:n] // padding; a zero length (jumbogram, offload) keeps all
+	}
+	next, off := b[6], 40
+	for {
+		switch next {
+		case 6:
+			p.src, p.dst = b[8:24], b[24:40]
+			return decodeTCP(b[off:], p)
+		case ip6HopByHop, ip6Routing, ip6DestOpts, ip6Mobility, ip6HIP, ip6Shim6:
+			if len(b) < off+2 {
+				return vMalformed
+			}
+			next, off = b[off], off+(int(b[off+1])+1)*8
+		case ip6AH:
+			if len(b) < off+2 {
+				return vMalformed
+			}
+			next, off = b[off], off+(int(b[off+1])+2)*4
+		case ip6Fragment:
+			if len(b) < off+8 {
+				return vMalformed
+			}
+			if binary.BigEndian.Uint16(b[off+2:])&0xfff8 != 0 {
+				return vFragment
+			}
+			next, off = b[off], off+8
+		default:
+			return vOther // UDP, ICMPv6, ESP, no next header, …
+		}
+		if off > len(b) {
+			return vMalformed
+		}
+	}
+}
+
+func decodeTCP(b []byte, p *packet) verdict {
+	if len(b) < 20 {
+		return vMalformed
+	}
+	hl := int(b[12]>>4) * 4
+	if hl < 20 || hl > len(b) {
+		return vMalformed
+	}
+	p.sport = binary.BigEndian.Uint16(b[0:])
+	p.dport = binary.BigEndian.Uint16(b[2:])
+	p.payload = b[hl:]
+	p.flow = flowHash(p.src, p.dst, p.sport, p.dport)
+	return vTCP
+}
+
+// flowHash mixes both endpoints symmetrically (XOR does not care which is
+// the source), so both directions of a connection get the same value.
+func flowHash(src, dst []byte, sport, dport uint16) uint32 {
+	h := uint32(sport ^ dport)
+	for i := 0; i+4 <= len(src); i += 4 {
+		h ^= binary.BigEndian.Uint32(src[i:]) ^ binary.BigEndian.Uint32(dst[i:])
+	}
+	h *= 0x9e3779b1 // Fibonacci hashing spreads the XOR over the high bits
+	return h ^ h>>16
+}
+
+// msgKind tells a request from a response.
+type msgKind uint8
+
+const (
+	notHTTP msgKind = iota
+	request
+	response
+)
+
+// httpStart says whether a TCP payload begins an HTTP request (one of the
+// nine methods, then a space) or a response ("HTTP/"). The first byte
+// rejects almost every other payload with one comparison.
+func httpStart(b []byte) msgKind {
+	if len(b) < 4 {
+		return notHTTP
+	}
+	var m string
+	switch b[0] {
+	case 'G':
+		m = "GET "
+	case 'P':
+		switch b[1] {
+		case 'O':
+			m = "POST "
+		case 'U':
+			m = "PUT "
+		case 'A':
+			m = "PATCH "
+		}
+	case 'H':
+		if b[1] == 'T' {
+			if bytes.HasPrefix(b, []byte("HTTP/")) {
+				return response
+			}
+			return notHTTP
+		}
+		m = "HEAD "
+	case 'D':
+		m = "DELETE "
+	case 'O':
+		m = "OPTIONS "
+	case 'T':
+		m = "TRACE "
+	case 'C':
+		m = "CONNECT "
+	}
+	if m != "" && len(b) >= len(m) && string(b[:len(m)]) == m {
+		return request
+	}
+	return notHTTP
+}
+
+// message holds what a log line takes from an HTTP start packet. Its
+// slices point into the payload.
+type message struct {
+	start  []byte // request or status line, without its line end
+	field1 []byte // Host (request) or Content-Length (response)
+	field2 []byte // User-Agent (request) or Content-Type (response)
+}
+
+// parseMessage cuts the start line and the two header values of kind out
+// of an HTTP start packet. Only the header block of the packet is looked
+// at: up to the first empty line or the end of the captured bytes.
+func parseMessage(kind msgKind, b []byte, m *message) {
+	name1, name2 := "host", "user-agent"
+	if kind == response {
+		name1, name2 = "content-length", "content-type"
+	}
+	line, rest := nextLine(b)
+	m.start, m.field1, m.field2 = line, nil, nil
+	found1, found2 := false, false
+	for len(rest) > 0 && !(found1 && found2) {
+		line, rest = nextLine(rest)
+		if len(line) == 0 {
+			break // end of the header block
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 {
+			continue
+		}
+		name := line[:colon]
+		switch {
+		case !found1 && equalFold(name, name1):
+			m.field1, found1 = trimBlank(line[colon+1:]), true
+		case !found2 && equalFold(name, name2):
+			m.field2, found2 = trimBlank(line[colon+1:]), true
+		}
+	}
+}
+
+// nextLine splits b after its first line, which ends at CRLF, LF or a lone
+// CR, or at the end of b.
+func nextLine(b []byte) (line, rest []byte) {
+	end := bytes.IndexByte(b, '\n')
+	if end < 0 {
+		end = len(b)
+	}
+	if cr := bytes.IndexByte(b[:end], '\r'); cr >= 0 {
+		if cr+1 < len(b) && b[cr+1] == '\n' {
+			return b[:cr], b[cr+2:]
+		}
+		return b[:cr], b[cr+1:]
+	}
+	if end == len(b) {
+		return b, nil
+	}
+	return b[:end], b[end+1:]
+}
+
+// equalFold reports whether name equals lower, a lower-case ASCII string,
+// ignoring ASCII case.
+func equalFold(name []byte, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i]|0x20 != lower[i] { // |0x20 folds A–Z; '-' already has it
+			return false
+		}
+	}
+	return true
+}
+
+func trimBlank(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// lineType is the TYPE column of a log line.
+type lineType uint8
+
+const (
+	typeCQ lineType = iota // a client's request to a local server
+	typeCR                 // a local server's response to a client
+	typeSQ                 // a local client's request to a remote server
+	typeSR                 // a remote server's response to a local client
+	numTypes
+)
+
+var typeNames = [numTypes]string{"CQ", "CR", "SQ", "SR"}
+
+func (t lineType) String() string { return typeNames[t] }
+
+// classify names a line by its direction and by whether the server
+// endpoint (the destination of a request, the source of a response) is
+// one of this host's addresses.
+func classify(kind msgKind, serverLocal bool) lineType {
+	switch {
+	case kind == request && serverLocal:
+		return typeCQ
+	case kind == request:
+		return typeSQ
+	case serverLocal:
+		return typeCR
+	}
+	return typeSR
+}
+
+// record is one log line before formatting.
+type record struct {
+	ts       int64 // capture time, Unix nanoseconds
+	src, dst netip.AddrPort
+	typ      lineType
+	msg      message
+}
+
+// clock formats capture times in one location, remembering the text of
+// the last second: packets arrive in bursts within a second, so most lines
+// pay only for the milliseconds. Each parser goroutine owns one.
+type clock struct {
+	loc  *time.Location
+	sec  int64
+	text []byte // "2006-01-02 15:04:05" of sec
+	day  uint32 // YYYYMMDD of sec in loc
+}
+
+func newClock(loc *time.Location) *clock {
+	return &clock{loc: loc, sec: -1 << 63, text: make([]byte, 0, 32)}
+}
+
+// at returns the date and time text of the second holding ts (Unix
+// nanoseconds), the milliseconds, and the local day as YYYYMMDD.
+func (c *clock) at(ts int64) (text []byte, ms int, day uint32) {
+	sec, ns := ts/1e9, ts%1e9
+	if ns < 0 {
+		sec, ns = sec-1, ns+1e9
+	}
+	if sec != c.sec {
+		t := time.Unix(sec, 0).In(c.loc)
+		c.sec = sec
+		c.text = t.AppendFormat(c.text[:0], time.DateTime)
+		y, m, d := t.Date()
+		c.day = uint32(y*10000 + int(m)*100 + d)
+	}
+	return c.text, int(ns / 1e6), c.day
+}
+
+// appendLine appends the text line of r, with its '\n', and returns the
+// extended buffer and the line's local day (YYYYMMDD), which picks its file.
+func appendLine(b []byte, r *record, c *clock) ([]byte, uint32) {
+	text, ms, day := c.at(r.ts)
+	b = append(b, text...)
+	b = append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), ' ')
+	b = appendEndpoint(b, r.src)
+	b = append(b, ' ')
+	b = appendEndpoint(b, r.dst)
+	b = append(b, ' ')
+	b = append(b, r.typ.String()...)
+	b = append(b, ' ')
+	b = appendEscaped(b, r.msg.start)
+	b = append(b, ' ')
+	b = appendField(b, r.msg.field1)
+	b = append(b, ' ')
+	b = appendField(b, r.msg.field2)
+	return append(b, '\n'), day
+}
+
+// appendEndpoint writes ADDR#PORT; netip writes IPv6 in RFC 5952 form.
+func appendEndpoint(b []byte, ap netip.AddrPort) []byte {
+	b = ap.Addr().AppendTo(b)
+	b = append(b, '#')
+	return appendUint(b, uint(ap.Port()))
+}
+
+func appendUint(b []byte, v uint) []byte {
+	var d [20]byte
+	i := len(d)
+	for {
+		i--
+		d[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	return append(b, d[i:]...)
+}
+
+// appendField writes a header value, or "-" for one absent or empty.
+func appendField(b, v []byte) []byte {
+	if len(v) == 0 {
+		return append(b, '-')
+	}
+	return appendEscaped(b, v)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendEscaped copies s, writing every control byte (0x00–0x1f, 0x7f) and
+// every byte that is not part of valid UTF-8 as \xNN, and a backslash as
+// \\, so that a log line is always exactly one line of valid UTF-8.
+func appendEscaped(b, s []byte) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f && c != '\\' { // the common case: plain ASCII
+			start := i
+			for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\' {
+				i++
+			}
+			b = append(b, s[start:i]...)
+			continue
+		}
+		switch {
+		case c == '\\':
+			b = append(b, '\\', '\\')
+			i++
+		case c < utf8.RuneSelf:
+			b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+			i++
+		default:
+			r, n := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && n <= 1 {
+				b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+				i++
+				continue
+			}
+			b = append(b, s[i:i+n]...)
+			i += n
+		}
+	}
+	return b
+}
