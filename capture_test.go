@@ -1,0 +1,221 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+	"golang.org/x/net/bpf"
+)
+
+// TestPortFilter runs the kernel filter in x/net/bpf's VM on frames that
+// must pass and frames that must not.
+func TestPortFilter(t *testing.T) {
+	req := tcpSegment(40000, 80, 20, getReq)
+	v4 := ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, req)
+	v4opts := ipv4Packet("192.0.2.1", "198.51.100.2", 6, 36, 0, req)
+	v4resp := ipv4Packet("198.51.100.2", "192.0.2.1", 6, 20, 0, tcpSegment(80, 40000, 20, "HTTP/1.1 200 OK\r\n"))
+	v4other := ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, tcpSegment(40000, 443, 20, "x"))
+	v4udp := ipv4Packet("192.0.2.1", "198.51.100.2", 17, 20, 0, req)
+	v4later := ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0x2000|185, req)
+	v4first := ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0x2000, req)
+	v6 := ipv6Packet("2001:db8::1", "2001:db8::2", 6, nil, nil, req)
+	v6other := ipv6Packet("2001:db8::1", "2001:db8::2", 6, nil, nil, tcpSegment(40000, 443, 20, "x"))
+	v6udp := ipv6Packet("2001:db8::1", "2001:db8::2", 17, nil, nil, req)
+	v6hbh := ipv6Packet("2001:db8::1", "2001:db8::2", 6, [][]byte{make([]byte, 8)}, []byte{ip6HopByHop}, req)
+	port8080 := ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, tcpSegment(40000, 8080, 20, getReq))
+
+	tests := []struct {
+		name  string
+		link  int
+		ports []uint16
+		frame []byte
+		pass  bool
+	}{
+		{"ipv4 to port", linkEthernet, []uint16{80}, ether(etherIPv4, nil, v4), true},
+		{"ipv4 with options", linkEthernet, []uint16{80}, ether(etherIPv4, nil, v4opts), true},
+		{"ipv4 from port", linkEthernet, []uint16{80}, ether(etherIPv4, nil, v4resp), true},
+		{"ipv4 other port", linkEthernet, []uint16{80}, ether(etherIPv4, nil, v4other), false},
+		{"ipv4 udp", linkEthernet, []uint16{80}, ether(etherIPv4, nil, v4udp), false},
+		{"ipv4 later fragment", linkEthernet, []uint16{80}, ether(etherIPv4, nil, v4later), false},
+		{"ipv4 first fragment", linkEthernet, []uint16{80}, ether(etherIPv4, nil, v4first), true},
+		{"second port of a list", linkEthernet, []uint16{80, 8080}, ether(etherIPv4, nil, port8080), true},
+		{"not in the list", linkEthernet, []uint16{80, 8081}, ether(etherIPv4, nil, port8080), false},
+		{"any port", linkEthernet, nil, ether(etherIPv4, nil, v4other), true},
+		{"any port, still not udp", linkEthernet, nil, ether(etherIPv4, nil, v4udp), false},
+		{"ipv6 to port", linkEthernet, []uint16{80}, ether(etherIPv6, nil, v6), true},
+		{"ipv6 other port", linkEthernet, []uint16{80}, ether(etherIPv6, nil, v6other), false},
+		{"ipv6 udp", linkEthernet, []uint16{80}, ether(etherIPv6, nil, v6udp), false},
+		{"ipv6 extension header to user space", linkEthernet, []uint16{80}, ether(etherIPv6, nil, v6hbh), true},
+		{"802.1Q", linkEthernet, []uint16{80}, ether(etherIPv4, []uint16{etherVLAN}, v4), true},
+		{"802.1Q other port", linkEthernet, []uint16{80}, ether(etherIPv4, []uint16{etherVLAN}, v4other), false},
+		{"QinQ ipv6", linkEthernet, []uint16{80}, ether(etherIPv6, []uint16{etherQinQ, etherVLAN}, v6), true},
+		{"three tags", linkEthernet, []uint16{80}, ether(etherIPv4, []uint16{etherVLAN, etherVLAN, etherVLAN}, v4), false},
+		{"arp", linkEthernet, nil, ether(0x0806, nil, make([]byte, 28)), false},
+		{"raw ipv4", linkRaw, []uint16{80}, v4, true},
+		{"raw ipv4 other port", linkRaw, []uint16{80}, v4other, false},
+		{"raw ipv6", linkRaw, []uint16{80}, v6, true},
+		{"raw garbage", linkRaw, nil, []byte{0x10, 0, 0, 0}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vm, err := bpf.NewVM(portFilter(tt.link, tt.ports, 1560))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := vm.Run(tt.frame)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (n > 0) != tt.pass {
+				t.Errorf("filter kept %d bytes, want pass=%v", n, tt.pass)
+			}
+			if tt.pass && n != 1560 {
+				t.Errorf("filter kept %d bytes, want the snap length", n)
+			}
+		})
+	}
+}
+
+// TestBuildFilterLoopback checks the assembled program drops the outgoing
+// copy of looped-back frames first (run live in the end-to-end tests).
+func TestBuildFilterLoopback(t *testing.T) {
+	for _, tt := range []struct {
+		cfg    filterConfig
+		prefix int
+	}{
+		{filterConfig{link: linkEthernet, ports: []uint16{80}, snaplen: 1560}, 0},
+		{filterConfig{link: linkEthernet, ports: []uint16{80}, snaplen: 1560, loIndex: 1}, 3},
+		{filterConfig{link: linkRaw, ports: []uint16{80}, snaplen: 1560, loIndex: 1, anyIface: true}, 5},
+	} {
+		raw, err := buildFilter(tt.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest, _ := bpf.Assemble(portFilter(tt.cfg.link, tt.cfg.ports, tt.cfg.snaplen))
+		if len(raw) != len(rest)+tt.prefix {
+			t.Fatalf("%+v: %d instructions, want %d + %d", tt.cfg, len(raw), len(rest), tt.prefix)
+		}
+		if tt.prefix == 0 {
+			continue
+		}
+		var sawType bool
+		for _, ins := range raw[:tt.prefix] {
+			if le, ok := ins.Disassemble().(bpf.LoadExtension); ok && le.Num == bpf.ExtType {
+				sawType = true
+			}
+		}
+		if !sawType {
+			t.Errorf("%+v: the prefix does not look at the packet type", tt.cfg)
+		}
+	}
+}
+
+func TestRingFor(t *testing.T) {
+	g, err := ringFor(1560, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := os.Getpagesize()
+	if g.frameSize%page != 0 || g.blockSize%g.frameSize != 0 || g.frameSize < 1560+frameOverhead {
+		t.Errorf("bad geometry %+v", g)
+	}
+	if total := g.blockSize * g.numBlocks; total > 8<<20 || total < 7<<20 {
+		t.Errorf("ring of %d bytes for -b 8", total)
+	}
+	if _, err := ringFor(262144, 0); err == nil || !strings.Contains(err.Error(), "-b 0") {
+		t.Errorf("ringFor(262144, 0) error = %v, want one naming -b 0", err)
+	}
+}
+
+// writePcap writes frames to a pcap file of the given link type, 1 ms apart.
+func writePcap(t *testing.T, link layers.LinkType, frames [][]byte, start time.Time) string {
+	return writePcapAt(t, link, frames, func(i int) time.Time { return start.Add(time.Duration(i) * time.Millisecond) })
+}
+
+// writePcapAt writes frames to a pcap file, frame i captured at at(i).
+func writePcapAt(t *testing.T, link layers.LinkType, frames [][]byte, at func(int) time.Time) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "test.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := pcapgo.NewWriterNanos(f)
+	if err := w.WriteFileHeader(65535, link); err != nil {
+		t.Fatal(err)
+	}
+	for i, fr := range frames {
+		ci := gopacket.CaptureInfo{Timestamp: at(i), CaptureLength: len(fr), Length: len(fr)}
+		if err := w.WritePacket(ci, fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
+func TestFileSourceErrors(t *testing.T) {
+	dir := t.TempDir()
+	notPcap := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notPcap, []byte("hello, this is not a capture\n"), 0o644)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o644)
+
+	for _, tt := range []struct{ path, want string }{
+		{filepath.Join(dir, "missing.pcap"), "no such file"},
+		{notPcap, "not a pcap or pcapng file"},
+		{empty, "not a pcap or pcapng file"},
+	} {
+		_, stderr, code := runPipeline(t, "-r", tt.path, "-d", "-")
+		if code != 1 || !strings.Contains(stderr, "-r "+tt.path) || !strings.Contains(stderr, tt.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("-r %s: exit %d, stderr %q; want 1 and one line naming the file and %q", tt.path, code, stderr, tt.want)
+		}
+	}
+
+	// A file cut in the middle of a packet: the lines before the cut are
+	// written, the error is reported, and the exit code says so.
+	good := writePcap(t, layers.LinkTypeEthernet, [][]byte{
+		ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, getReq),
+		ipv4HTTP("192.0.2.1", "198.51.100.2", 40001, 80, getReq),
+	}, time.Unix(1567315011, 0))
+	data, _ := os.ReadFile(good)
+	cut := filepath.Join(dir, "cut.pcap")
+	os.WriteFile(cut, data[:len(data)-10], 0o644)
+	out, stderr, code := runPipeline(t, "-r", cut, "-d", "-")
+	if code != 1 || strings.Count(out, "\n") != 1 || !strings.Contains(stderr, "stopped: -r "+cut) {
+		t.Errorf("cut file: exit %d, %d lines, stderr %q", code, strings.Count(out, "\n"), stderr)
+	}
+}
+
+func TestFileSourceUnsupportedLink(t *testing.T) {
+	frame := ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, getReq)
+	path := writePcap(t, layers.LinkTypeIEEE80211Radio, [][]byte{frame, frame}, time.Unix(0, 0))
+	out, stderr, code := runPipeline(t, "-r", path, "-d", "-")
+	if code != 0 || out != "" || !strings.Contains(stderr, "unsupported_link=2") {
+		t.Errorf("exit %d, out %q, stderr %q; want 0, no lines, unsupported_link=2", code, out, stderr)
+	}
+}
+
+func TestFileFromStdin(t *testing.T) {
+	path := writePcap(t, layers.LinkTypeEthernet, [][]byte{ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, getReq)}, time.Unix(1567315011, 0))
+	data, _ := os.ReadFile(path)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { w.Write(data); w.Close() }()
+	old := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = old }()
+	out, _, code := runPipeline(t, "-r", "-", "-d", "-")
+	want := "2019-09-01 05:16:51.000 192.0.2.1#40000 198.51.100.2#80 CQ GET /index.html HTTP/1.1 www.example.com curl/8.0\n"
+	if code != 0 || out != want {
+		t.Errorf("exit %d, got %q, want %q", code, out, want)
+	}
+}

@@ -1,0 +1,438 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+const getReq = "GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/8.0\r\n\r\n"
+
+func TestDecodeFrame(t *testing.T) {
+	tcp := tcpSegment(40000, 80, 20, getReq)
+	v4 := ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, tcp)
+	v6 := ipv6Packet("2001:db8::1", "2001:db8::2", 6, nil, nil, tcp)
+	padded := append(ether(etherIPv4, nil, ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, tcpSegment(40000, 80, 20, "GET "))), 0, 0, 0, 0, 0, 0)
+	zeroLen := ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, tcp)
+	binary.BigEndian.PutUint16(zeroLen[2:], 0) // as segmentation offload leaves it
+	hbh := make([]byte, 8)                     // hop-by-hop options, 8 bytes of padding
+	dst := make([]byte, 16)
+	dst[1] = 1 // destination options, 16 bytes
+	fragFirst := make([]byte, 8)
+	binary.BigEndian.PutUint16(fragFirst[2:], 0x0001) // offset 0, more fragments
+	fragLater := make([]byte, 8)
+	binary.BigEndian.PutUint16(fragLater[2:], 185<<3) // offset 1480
+	ah := make([]byte, 16)
+	ah[1] = 2 // (2+2)*4 = 16 bytes
+
+	sll := append([]byte{0, 0, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x08, 0x00}, v4...)
+	sll2 := append([]byte{0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0}, v4...)
+	nullV4 := append([]byte{2, 0, 0, 0}, v4...)
+	loopV6 := append([]byte{0, 0, 0, 24}, v6...)
+	nflog := []byte{2, 0, 0, 0, 8, 0, 1, 0, 0x08, 0x00, 3, 0} // header, packet-header TLV
+	nflog = binary.LittleEndian.AppendUint16(nflog, uint16(4+len(v4)))
+	nflog = binary.LittleEndian.AppendUint16(nflog, 9) // NFULA_PAYLOAD
+	nflog = append(nflog, v4...)
+	badNflog := []byte{2, 0, 0, 0, 2, 0, 9, 0} // a TLV shorter than its own header
+
+	tests := []struct {
+		name    string
+		link    int
+		frame   []byte
+		want    verdict
+		src     string
+		payload string
+	}{
+		{"ipv4", linkEthernet, ether(etherIPv4, nil, v4), vTCP, "192.0.2.1", getReq},
+		{"ipv4 options, tcp options", linkEthernet, ether(etherIPv4, nil, ipv4Packet("192.0.2.1", "198.51.100.2", 6, 32, 0, tcpSegment(40000, 80, 40, getReq))), vTCP, "192.0.2.1", getReq},
+		{"ethernet padding is not payload", linkEthernet, padded, vTCP, "192.0.2.1", "GET "},
+		{"ipv4 length 0 (offload)", linkRaw, zeroLen, vTCP, "192.0.2.1", getReq},
+		{"802.1Q", linkEthernet, ether(etherIPv4, []uint16{etherVLAN}, v4), vTCP, "192.0.2.1", getReq},
+		{"QinQ", linkEthernet, ether(etherIPv4, []uint16{etherQinQ, etherVLAN}, v4), vTCP, "192.0.2.1", getReq},
+		{"three tags", linkEthernet, ether(etherIPv6, []uint16{etherVLAN, etherVLAN, etherVLAN}, v6), vTCP, "2001:db8::1", getReq},
+		{"ipv4 first fragment", linkRaw, ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0x2000, tcp), vTCP, "192.0.2.1", getReq},
+		{"ipv4 later fragment", linkRaw, ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0x2000|185, tcp), vFragment, "", ""},
+		{"ipv4 udp", linkRaw, ipv4Packet("192.0.2.1", "198.51.100.2", 17, 20, 0, tcp), vOther, "", ""},
+		{"arp", linkEthernet, ether(0x0806, nil, make([]byte, 28)), vOther, "", ""},
+		{"ipv6", linkEthernet, ether(etherIPv6, nil, v6), vTCP, "2001:db8::1", getReq},
+		{"ipv6 hop-by-hop, dest opts", linkIPv6, ipv6Packet("2001:db8::1", "2001:db8::2", 6, [][]byte{hbh, dst}, []byte{ip6HopByHop, ip6DestOpts}, tcp), vTCP, "2001:db8::1", getReq},
+		{"ipv6 AH", linkIPv6, ipv6Packet("2001:db8::1", "2001:db8::2", 6, [][]byte{ah}, []byte{ip6AH}, tcp), vTCP, "2001:db8::1", getReq},
+		{"ipv6 first fragment", linkIPv6, ipv6Packet("2001:db8::1", "2001:db8::2", 6, [][]byte{fragFirst}, []byte{ip6Fragment}, tcp), vTCP, "2001:db8::1", getReq},
+		{"ipv6 later fragment", linkIPv6, ipv6Packet("2001:db8::1", "2001:db8::2", 6, [][]byte{fragLater}, []byte{ip6Fragment}, tcp), vFragment, "", ""},
+		{"ipv6 udp", linkIPv6, ipv6Packet("2001:db8::1", "2001:db8::2", 17, nil, nil, tcp), vOther, "", ""},
+		{"ipv6 extension header cut", linkIPv6, ipv6Packet("2001:db8::1", "2001:db8::2", 6, [][]byte{hbh}, []byte{ip6HopByHop}, nil)[:45], vMalformed, "", ""},
+		{"short ethernet", linkEthernet, make([]byte, 10), vMalformed, "", ""},
+		{"cut vlan tag", linkEthernet, ether(etherVLAN, nil, []byte{0}), vMalformed, "", ""},
+		{"ipv4 header length 4 words", linkRaw, append([]byte{0x44}, v4[1:]...), vMalformed, "", ""},
+		{"ipv4 total length below header", linkRaw, append([]byte{0x45, 0, 0, 10}, v4[4:]...), vMalformed, "", ""},
+		{"tcp header cut", linkRaw, v4[:30], vMalformed, "", ""},
+		{"tcp data offset 4 words", linkRaw, ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, append(tcpSegment(1, 80, 20, "")[:12], 0x40, 0, 0, 0, 0, 0, 0, 0)), vMalformed, "", ""},
+		{"ip version 5", linkRaw, append([]byte{0x55}, v4[1:]...), vMalformed, "", ""},
+		{"linux cooked v1", linkLinuxSLL, sll, vTCP, "192.0.2.1", getReq},
+		{"linux cooked v2", linkLinuxSLL2, sll2, vTCP, "192.0.2.1", getReq},
+		{"BSD loopback", linkNull, nullV4, vTCP, "192.0.2.1", getReq},
+		{"OpenBSD loopback ipv6", linkLoop, loopV6, vTCP, "2001:db8::1", getReq},
+		{"nflog", linkNFLog, nflog, vTCP, "192.0.2.1", getReq},
+		{"nflog bad tlv length", linkNFLog, badNflog, vMalformed, "", ""},
+		{"radiotap", 127, ether(etherIPv4, nil, v4), vUnsupported, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p packet
+			got := decodeFrame(tt.link, tt.frame, &p)
+			if got != tt.want {
+				t.Fatalf("verdict %d, want %d", got, tt.want)
+			}
+			if got != vTCP {
+				return
+			}
+			if a := addrFrom(p.src).String(); a != tt.src {
+				t.Errorf("source %s, want %s", a, tt.src)
+			}
+			if p.sport != 40000 || p.dport != 80 {
+				t.Errorf("ports %d→%d, want 40000→80", p.sport, p.dport)
+			}
+			if string(p.payload) != tt.payload {
+				t.Errorf("payload %q, want %q", p.payload, tt.payload)
+			}
+		})
+	}
+}
+
+func TestFlowHashSymmetric(t *testing.T) {
+	a, b := []byte{192, 0, 2, 1}, []byte{198, 51, 100, 2}
+	if flowHash(a, b, 40000, 80) != flowHash(b, a, 80, 40000) {
+		t.Error("the two directions of a connection hash differently")
+	}
+	if flowHash(a, b, 40000, 80) == flowHash(a, b, 40001, 80) {
+		t.Error("two connections that differ in the client port hash the same")
+	}
+}
+
+func TestHTTPStart(t *testing.T) {
+	tests := []struct {
+		payload string
+		want    msgKind
+	}{
+		{"GET / HTTP/1.1", request},
+		{"POST /x HTTP/1.1", request},
+		{"HEAD / HTTP/1.0", request},
+		{"PUT /x", request},
+		{"DELETE /x", request},
+		{"OPTIONS * HTTP/1.1", request},
+		{"TRACE / HTTP/1.1", request},
+		{"PATCH /x HTTP/1.1", request},
+		{"CONNECT host:443 HTTP/1.1", request},
+		{"GET ", request}, // a request line cut by the segment end
+		{"HTTP/1.1 200 OK", response},
+		{"HTTP/", response},
+		{"GET", notHTTP},
+		{"GET/ HTTP/1.1", notHTTP},
+		{"get / HTTP/1.1", notHTTP},
+		{"QUERY / HTTP/1.1", notHTTP},
+		{"SEARCH / HTTP/1.1", notHTTP},
+		{"PROPFIND / HTTP/1.1", notHTTP},
+		{"http/1.1 200 OK", notHTTP},
+		{"HTTP", notHTTP},
+		{"HTTX/1.1", notHTTP},
+		{"\x16\x03\x01\x02\x00", notHTTP},
+		{"", notHTTP},
+		{"xGET / HTTP/1.1", notHTTP},
+	}
+	for _, tt := range tests {
+		if got := httpStart([]byte(tt.payload)); got != tt.want {
+			t.Errorf("httpStart(%q) = %d, want %d", tt.payload, got, tt.want)
+		}
+	}
+}
+
+func TestParseMessage(t *testing.T) {
+	tests := []struct {
+		name          string
+		kind          msgKind
+		payload       string
+		start, f1, f2 string
+	}{
+		{"crlf", request, getReq, "GET /index.html HTTP/1.1", "www.example.com", "curl/8.0"},
+		{"lf only", request, "GET / HTTP/1.1\nUser-Agent: a\nHost: h\n\n", "GET / HTTP/1.1", "h", "a"},
+		{"lone cr", request, "GET / HTTP/1.1\rHost: h\rUser-Agent: a\r\r", "GET / HTTP/1.1", "h", "a"},
+		{"names in any case", request, "GET / HTTP/1.1\r\nhOsT: h\r\nUSER-AGENT: a\r\n\r\n", "GET / HTTP/1.1", "h", "a"},
+		{"first occurrence wins", request, "GET / HTTP/1.1\r\nHost: one\r\nHost: two\r\n\r\n", "GET / HTTP/1.1", "one", ""},
+		{"values trimmed of spaces and tabs", request, "GET / HTTP/1.1\r\nHost: \t h \t\r\nUser-Agent:a b \r\n\r\n", "GET / HTTP/1.1", "h", "a b"},
+		{"empty value", request, "GET / HTTP/1.1\r\nHost:   \r\n\r\n", "GET / HTTP/1.1", "", ""},
+		{"header cut by snap length", request, "GET / HTTP/1.1\r\nHost: exa", "GET / HTTP/1.1", "exa", ""},
+		{"only the header block", request, "POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nHost: body", "POST / HTTP/1.1", "", ""},
+		{"name with space before colon is another name", request, "GET / HTTP/1.1\r\nHost : h\r\n\r\n", "GET / HTTP/1.1", "", ""},
+		{"line without colon skipped", request, "GET / HTTP/1.1\r\ngarbage\r\nHost: h\r\n\r\n", "GET / HTTP/1.1", "h", ""},
+		{"start line without end", request, "GET /images/sf.net_box.gif HTT", "GET /images/sf.net_box.gif HTT", "", ""},
+		{"trailing space kept", request, "GET \r\n\r\n", "GET ", "", ""},
+		{"response", response, "HTTP/1.1 302 Found\r\nContent-Type: text/html; charset=UTF-8\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 302 Found", "0", "text/html; charset=UTF-8"},
+		{"response ignores Host", response, "HTTP/1.1 200 OK\r\nHost: h\r\n\r\n", "HTTP/1.1 200 OK", "", ""},
+		{"request ignores Content-Type", request, "POST / HTTP/1.1\r\nContent-Type: x\r\n\r\n", "POST / HTTP/1.1", "", ""},
+		{"second message not used", response, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "HTTP/1.1 100 Continue", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var m message
+			parseMessage(tt.kind, []byte(tt.payload), &m)
+			if string(m.start) != tt.start || string(m.field1) != tt.f1 || string(m.field2) != tt.f2 {
+				t.Errorf("got %q %q %q, want %q %q %q", m.start, m.field1, m.field2, tt.start, tt.f1, tt.f2)
+			}
+		})
+	}
+}
+
+func TestAppendEscaped(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain /path?q=1", "plain /path?q=1"},
+		{"a\\b", `a\\b`},
+		{"nul\x00 esc\x1b del\x7f tab\t", `nul\x00 esc\x1b del\x7f tab\x09`},
+		{"cr\rlf\n", `cr\x0dlf\x0a`},
+		{"caf\xc3\xa9 한국", "café 한국"},    // valid UTF-8 stays
+		{"\xc3", `\xc3`},                 // cut multi-byte sequence
+		{"\xff\xfe", `\xff\xfe`},         // never valid
+		{"\xed\xa0\x80", `\xed\xa0\x80`}, // an encoded surrogate is not valid UTF-8
+		{"\xc0\xaf", `\xc0\xaf`},         // overlong
+		{"\xef\xbf\xbd", "\xef\xbf\xbd"}, // U+FFFD itself is valid
+		{"\xc2\x85", "\xc2\x85"},         // C1 control: valid UTF-8, no other change
+		{`\x41`, `\\x41`},                // an escape-looking text stays unambiguous
+	}
+	for _, tt := range tests {
+		if got := string(appendEscaped(nil, []byte(tt.in))); got != tt.want {
+			t.Errorf("appendEscaped(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		kind  msgKind
+		local bool
+		want  string
+	}{
+		{request, true, "CQ"}, {response, true, "CR"}, {request, false, "SQ"}, {response, false, "SR"},
+	}
+	for _, tt := range tests {
+		if got := classify(tt.kind, tt.local).String(); got != tt.want {
+			t.Errorf("classify(%d, %v) = %s, want %s", tt.kind, tt.local, got, tt.want)
+		}
+	}
+}
+
+func TestAppendLine(t *testing.T) {
+	seoul, err := time.LoadLocation("Asia/Seoul")
+	if err != nil {
+		t.Skip("no time zone database:", err)
+	}
+	rec := record{
+		ts:  time.Date(2019, 9, 1, 5, 16, 51, 2999999, time.UTC).UnixNano(), // .002999: cut, not rounded
+		src: netip.MustParseAddrPort("[2001:db8:0:0:0:0:0:1]:50905"),
+		dst: netip.MustParseAddrPort("[::ffff:10.140.0.2]:80"),
+		typ: typeCQ,
+		msg: message{start: []byte("GET / HTTP/1.1"), field2: []byte("a\nb")},
+	}
+	got, day := appendLine(nil, &rec, newClock(seoul))
+	want := "2019-09-01 14:16:51.002 2001:db8::1#50905 ::ffff:10.140.0.2#80 CQ GET / HTTP/1.1 - a\\x0ab\n"
+	if string(got) != want || day != 20190901 {
+		t.Errorf("got %q day %d\nwant %q day 20190901", got, day, want)
+	}
+	// Local midnight decides the day, not UTC's.
+	rec.ts = time.Date(2019, 9, 1, 15, 0, 0, 0, time.UTC).UnixNano()
+	if _, day := appendLine(nil, &rec, newClock(seoul)); day != 20190902 {
+		t.Errorf("00:00 in Seoul is day %d, want 20190902", day)
+	}
+	rec.ts = -1 // before 1970: the clock must still count whole milliseconds down
+	if got, _ := appendLine(nil, &rec, newClock(time.UTC)); !strings.HasPrefix(string(got), "1969-12-31 23:59:59.999 ") {
+		t.Errorf("ts -1ns formatted as %q", got)
+	}
+}
+
+// packetPath is the whole per-packet work of a logged line, as the reader
+// and a parser do it between them, minus the channel hand-over.
+func packetPath(frame []byte, buf []byte, c *clock, set *localSet) ([]byte, bool) {
+	var p packet
+	if decodeFrame(linkEthernet, frame, &p) != vTCP {
+		return buf, false
+	}
+	kind := httpStart(p.payload)
+	if kind == notHTTP {
+		return buf, false
+	}
+	rec := record{ts: 1567315011002000000, src: netip.AddrPortFrom(addrFrom(p.src), p.sport), dst: netip.AddrPortFrom(addrFrom(p.dst), p.dport)}
+	parseMessage(kind, p.payload, &rec.msg)
+	server := rec.dst.Addr()
+	if kind == response {
+		server = rec.src.Addr()
+	}
+	rec.typ = classify(kind, set.contains(server))
+	buf, _ = appendLine(buf, &rec, c)
+	return buf, true
+}
+
+var benchFrames = map[string][]byte{
+	"nonHTTP":  ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, strings.Repeat("\x00body", 280)),
+	"request":  ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, "GET /static/app.js?v=12 HTTP/1.1\r\nHost: www.example.com\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate, br\r\nCookie: session=0123456789abcdef\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n\r\n"),
+	"response": ipv4HTTP("198.51.100.2", "192.0.2.1", 80, 40000, "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 01 Sep 2019 05:16:51 GMT\r\nContent-Type: application/javascript\r\nContent-Length: 48213\r\nConnection: keep-alive\r\n\r\n"+strings.Repeat("x", 1200)),
+	"ipv6":     ipv6HTTP("2001:db8::1", "2001:db8::2", 40000, 80, getReq),
+	"vlan":     ether(etherIPv4, []uint16{etherVLAN}, ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, tcpSegment(40000, 80, 32, getReq))),
+}
+
+func TestPacketPathAllocs(t *testing.T) {
+	c := newClock(time.UTC)
+	set := &localSet{prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}}
+	buf := make([]byte, 0, 4096)
+	for name, frame := range benchFrames {
+		packetPath(frame, buf, c, set) // warm the clock's text buffer
+		allocs := testing.AllocsPerRun(200, func() {
+			buf, _ = packetPath(frame, buf[:0], c, set)
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %.1f allocations per packet, want 0", name, allocs)
+		}
+	}
+}
+
+func BenchmarkPacketPath(b *testing.B) {
+	for _, name := range []string{"nonHTTP", "request", "response", "ipv6", "vlan"} {
+		frame := benchFrames[name]
+		b.Run(name, func(b *testing.B) {
+			c := newClock(time.UTC)
+			set := &localSet{prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}}
+			buf := make([]byte, 0, 4096)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(frame)))
+			for i := 0; i < b.N; i++ {
+				buf, _ = packetPath(frame, buf[:0], c, set)
+			}
+		})
+	}
+}
+
+// FuzzDecodeFrame: no input panics the decoder, and what it returns lies
+// inside the frame.
+func FuzzDecodeFrame(f *testing.F) {
+	for _, frame := range benchFrames {
+		f.Add(uint16(linkEthernet), frame)
+	}
+	// Tricky seeds: lengths that lie, chains of IPv6 extension headers,
+	// stacked VLAN tags with nothing behind them, NFLOG with bad TLVs.
+	f.Add(uint16(linkRaw), []byte{0x4f, 0, 0xff, 0xff})
+	f.Add(uint16(linkIPv6), append(append([]byte{0x60, 0, 0, 0, 0, 8, 0, 64}, make([]byte, 32)...), 43, 255, 0, 0))
+	f.Add(uint16(linkEthernet), bytes.Repeat([]byte{0x81, 0x00}, 30))
+	f.Add(uint16(linkNFLog), []byte{2, 0, 0, 0, 0xff, 0xff, 9, 0})
+	addCorpusSeeds(f, func(link int, frame []byte) { f.Add(uint16(link), frame) })
+	f.Fuzz(func(t *testing.T, link uint16, frame []byte) {
+		var p packet
+		if decodeFrame(int(link), frame, &p) != vTCP {
+			return
+		}
+		for _, s := range [][]byte{p.src, p.dst, p.payload} {
+			if !within(s, frame) {
+				t.Fatalf("a slice of the result lies outside the frame")
+			}
+		}
+		if len(p.src) != 4 && len(p.src) != 16 {
+			t.Fatalf("address of %d bytes", len(p.src))
+		}
+	})
+}
+
+// FuzzLogLine: whatever the payload, a line is one line of valid UTF-8
+// with no control byte, and unescaping its message gives the bytes back.
+func FuzzLogLine(f *testing.F) {
+	f.Add([]byte(getReq))
+	f.Add([]byte("GET /\x00\x1b[31m\\\xff HTTP/1.1\r\nHost: a\rb\r\nUser-Agent: \xc3\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\nContent-Length:\t\t\nContent-Type: \xe2\x82"))
+	f.Add([]byte("CONNECT host:25 / HTTP/1.0\r\n\r\n"))
+	addCorpusSeeds(f, func(link int, frame []byte) {
+		var p packet
+		if decodeFrame(link, frame, &p) == vTCP {
+			f.Add(p.payload)
+		}
+	})
+	c := newClock(time.UTC)
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		kind := httpStart(payload)
+		if kind == notHTTP {
+			return
+		}
+		rec := record{src: netip.MustParseAddrPort("192.0.2.1:1"), dst: netip.MustParseAddrPort("192.0.2.2:80")}
+		parseMessage(kind, payload, &rec.msg)
+		line, _ := appendLine(nil, &rec, c)
+		if bytes.IndexByte(line, '\n') != len(line)-1 {
+			t.Fatalf("not exactly one line: %q", line)
+		}
+		if !utf8.Valid(line) {
+			t.Fatalf("not valid UTF-8: %q", line)
+		}
+		for _, b := range line[:len(line)-1] {
+			if b < 0x20 || b == 0x7f {
+				t.Fatalf("control byte %#x in %q", b, line)
+			}
+		}
+		if got := unescape(appendEscaped(nil, rec.msg.start)); !bytes.Equal(got, rec.msg.start) {
+			t.Fatalf("escaping does not round-trip: %q → %q", rec.msg.start, got)
+		}
+		if !bytes.HasPrefix(payload, rec.msg.start) || bytes.ContainsAny(rec.msg.start, "\r\n") {
+			t.Fatalf("start line %q is not the payload's first line", rec.msg.start)
+		}
+	})
+}
+
+// unescape undoes appendEscaped.
+func unescape(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); i++ {
+		if b[i] == '\\' && i+1 < len(b) && b[i+1] == '\\' {
+			out = append(out, '\\')
+			i++
+			continue
+		}
+		if b[i] == '\\' && i+3 < len(b) && b[i+1] == 'x' {
+			hi, lo := strings.IndexByte(hexDigits, b[i+2]), strings.IndexByte(hexDigits, b[i+3])
+			out = append(out, byte(hi<<4|lo))
+			i += 3
+			continue
+		}
+		out = append(out, b[i])
+	}
+	return out
+}
+
+// within reports whether s is a sub-slice of frame (or empty).
+func within(s, frame []byte) bool {
+	if len(s) == 0 {
+		return true
+	}
+	for i := range frame {
+		if &frame[i] == &s[0] {
+			return i+len(s) <= len(frame)
+		}
+	}
+	return false
+}
+
+// addCorpusSeeds feeds every frame of a few corpus captures, of several
+// link types, to add.
+func addCorpusSeeds(f *testing.F, add func(link int, frame []byte)) {
+	dir := corpusDir(f)
+	for _, name := range []string{
+		"http/get.pcap", "http-qinq-0.pcap", "ipv6-hbh-routing0.pcap", "ipv4/fragmented-4.pcap",
+		"nflog-http.pcap", "linux_dlt_sll2.pcap", "tunnels/socks.pcap", "tcp/payload-syn.pcap",
+		"trunc/ip6-ext-trunc.pcap", "tcp/truncated-header.pcap", "http/261/variant-01-chunk_2pow64_overflow.pcap",
+	} {
+		src, err := openFile(dir + "/pcaps/" + name)
+		if err != nil {
+			f.Fatalf("%s: %v", name, err)
+		}
+		var fr frame
+		for src.next(&fr) == nil {
+			add(fr.link, append([]byte(nil), fr.data...))
+		}
+		src.close()
+	}
+}
