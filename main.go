@@ -238,6 +238,11 @@ func openSource(cfg *Config) (packetSource, *localSet, error) {
 	if cfg.Device, err = chooseDevice(cfg, ifaces); err != nil {
 		return nil, nil, err
 	}
+	if cfg.Device != "any" {
+		if _, err := net.InterfaceByName(cfg.Device); err != nil {
+			return nil, nil, fmt.Errorf("-i %s: no such interface", cfg.Device)
+		}
+	}
 	locals := &localSet{prefixes: cfg.Local}
 	if cfg.Local == nil {
 		if locals, err = interfaceAddresses(cfg.Device); err != nil {

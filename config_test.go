@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func envOf(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := loadConfig(nil, envOf(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Device != "eth0" || c.DeviceSet || !reflect.DeepEqual(c.Ports, []uint16{80}) || c.Snaplen != 1560 ||
+		c.BufferMB != 8 || c.Parsers != 1 || c.Dir != "/log/httplog" || c.Split || c.AddVLAN ||
+		c.Count != -1 || c.LogEvery != 10000 || c.ReadFile != "" || c.Local != nil {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestConfigEnvironmentAndFlags(t *testing.T) {
+	env := envOf(map[string]string{
+		"HTTPLOG_DEVICE": "ens5", "HTTPLOG_PORT": "8080, 80,8080", "HTTPLOG_SNAPLEN": "0",
+		"HTTPLOG_BUFSIZE": "64", "HTTPLOG_CPUNO": "4", "HTTPLOG_DIR": "/var/log/h",
+		"HTTPLOG_LOG_SPLIT": "true", "HTTPLOG_ADD_VLAN": "1", "HTTPLOG_LOG_EVERY": "5",
+		"HTTPLOG_LOCAL": "10.0.0.0/8, 2001:db8::1",
+	})
+	c, err := loadConfig(nil, env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLocal := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::1/128")}
+	if c.Device != "ens5" || !c.DeviceSet || !reflect.DeepEqual(c.Ports, []uint16{80, 8080}) || c.Snaplen != 65535 ||
+		c.BufferMB != 64 || c.Parsers != 4 || c.Dir != "/var/log/h" || !c.Split || !c.AddVLAN || c.LogEvery != 5 ||
+		!reflect.DeepEqual(c.Local, wantLocal) {
+		t.Errorf("from the environment: %+v", c)
+	}
+	// An explicit flag wins over its variable.
+	c, err = loadConfig([]string{"-i", "lo", "-p", "any", "-cpu", "2", "-log_split=false", "-local", "192.0.2.7"}, env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Device != "lo" || c.Ports != nil || c.Parsers != 2 || c.Split || !reflect.DeepEqual(c.Local, []netip.Prefix{netip.MustParsePrefix("192.0.2.7/32")}) {
+		t.Errorf("flags over the environment: %+v", c)
+	}
+}
+
+// TestConfigErrors: every bad value is one line naming the flag or the
+// variable and the value.
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-s", "abc"}, nil, `invalid value "abc" for flag -s: parse error`},
+		{[]string{"-cpu", "0"}, nil, `invalid value 0 for flag -cpu: between 1 and 256`},
+		{[]string{"-b", "0"}, nil, `invalid value 0 for flag -b: the ring needs at least 1 MB`},
+		{[]string{"-s", "300000"}, nil, `invalid value 300000 for flag -s: at most 262144`},
+		{[]string{"-p", "http"}, nil, `invalid value "http" for flag -p: "http" is not a port (1-65535) or any`},
+		{[]string{"-p", "80,0"}, nil, `invalid value "80,0" for flag -p: "0" is not a port (1-65535) or any`},
+		{[]string{"-p", "65536"}, nil, `invalid value "65536" for flag -p: "65536" is not a port (1-65535) or any`},
+		{[]string{"-local", "10.0.0.300"}, nil, `invalid value "10.0.0.300" for flag -local: "10.0.0.300" is not an IP address or CIDR`},
+		{[]string{"-d", ""}, nil, `invalid value "" for flag -d: a directory, or - for standard output`},
+		{[]string{"-log_split=maybe"}, nil, `invalid boolean value "maybe" for -log_split: parse error`},
+		{[]string{"-x"}, nil, `flag provided but not defined: -x`},
+		{[]string{"eth1"}, nil, `unexpected argument "eth1": every setting is a flag (see -h)`},
+		{nil, map[string]string{"HTTPLOG_CPUNO": "two"}, `invalid value "two" for variable HTTPLOG_CPUNO (for -cpu): not an integer`},
+		{nil, map[string]string{"HTTPLOG_LOG_SPLIT": "yes"}, `invalid value "yes" for variable HTTPLOG_LOG_SPLIT (for -log_split): not true or false`},
+		{nil, map[string]string{"HTTPLOG_PORT": "80;8080"}, `invalid value "80;8080" for flag -p: "80;8080" is not a port (1-65535) or any`},
+		// A bad variable is an error even when its flag is given.
+		{[]string{"-cpu", "2"}, map[string]string{"HTTPLOG_CPUNO": "x"}, `invalid value "x" for variable HTTPLOG_CPUNO (for -cpu): not an integer`},
+	}
+	for _, tt := range tests {
+		_, err := loadConfig(tt.args, envOf(tt.env), nil)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%q %v: error %v\nwant %s", tt.args, tt.env, err, tt.want)
+		}
+	}
+}
+
+// TestRunExitCodes checks what a user sees: the message, and exit code 2
+// for bad input, 0 for -h and -v.
+func TestRunExitCodes(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-cpu", "x"}, envOf(nil), &out, &errOut); code != 2 || errOut.String() != "httplog: invalid value \"x\" for flag -cpu: parse error\n" {
+		t.Errorf("bad flag: exit %d, stderr %q", code, errOut.String())
+	}
+	out.Reset()
+	if code := run([]string{"-v"}, envOf(nil), &out, &errOut); code != 0 || out.String() != "httplog version "+version+"\n" {
+		t.Errorf("-v: exit %d, %q", code, out.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"-h"}, envOf(nil), &out, &errOut); code != 0 {
+		t.Errorf("-h: exit %d", code)
+	}
+	// The seed's usage, flag by flag, with its meanings; new flags added.
+	for _, want := range []string{
+		"Usage of ./httplog:",
+		"  -add_vlan\n    \tIf true, add VLAN header",
+		"  -b int\n    \tInterface buffersize (MB) (default 8)",
+		"  -c int\n    \tIf >= 0, # of packets to capture before returning (default -1)",
+		"  -cpu int\n    \tNumber of HTTP parsing goroutine (default 1)",
+		"  -cpuprofile string\n    \tIf non-empty, write CPU profile here",
+		"  -d string\n    \tWrite directory for log file",
+		"  -i string\n    \tInterface to read from",
+		"  -log_every int\n    \tWrite a every X packets stat",
+		"  -log_split\n    \tIf true, write a split log file (CQ, CR, SQ, SR)",
+		"  -p string\n    \thttp service port",
+		"  -s int\n    \tSnaplen, if <= 0, use 65535 (default 1560)",
+		"  -v\tIf true, show version",
+		"  -r string", "  -local string",
+	} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, errOut.String())
+		}
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	// A directory that cannot be created: a file stands in its way.
+	file := t.TempDir() + "/file"
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run([]string{"-r", "x.pcap", "-d", file + "/logs"}, envOf(nil), &out, &errOut)
+	if code != 1 || !strings.HasPrefix(errOut.String(), "httplog: -d "+file+"/logs: ") || strings.Count(errOut.String(), "\n") != 1 {
+		t.Errorf("exit %d, stderr %q", code, errOut.String())
+	}
+	errOut.Reset()
+	code = run([]string{"-i", "nosuchif0", "-d", t.TempDir()}, envOf(nil), &out, &errOut)
+	if code != 1 || errOut.String() != "httplog: -i nosuchif0: no such interface\n" {
+		t.Errorf("exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+func TestChooseDevice(t *testing.T) {
+	ifaces := []net.Interface{
+		{Name: "lo", Flags: net.FlagUp | net.FlagLoopback},
+		{Name: "ens3", Flags: 0},
+		{Name: "ens4", Flags: net.FlagUp},
+	}
+	c := &Config{Device: "eth0"}
+	if got, err := chooseDevice(c, ifaces); got != "ens4" || err != nil {
+		t.Errorf("fallback: %q, %v; want ens4", got, err)
+	}
+	c.DeviceSet = true
+	if got, _ := chooseDevice(c, ifaces); got != "eth0" {
+		t.Errorf("an explicit -i eth0 must stay eth0, got %q", got)
+	}
+	c = &Config{Device: "eth0"}
+	if got, _ := chooseDevice(c, append(ifaces, net.Interface{Name: "eth0"})); got != "eth0" {
+		t.Errorf("eth0 exists: got %q", got)
+	}
+	if _, err := chooseDevice(c, ifaces[:2]); err == nil {
+		t.Error("no interface up: want an error")
+	}
+}
