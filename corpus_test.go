@@ -67,6 +67,7 @@ func TestCorpus(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit code %d, stderr:\n%s", code, stderr)
 			}
+			checkStatsAddUp(t, stderr)
 			got := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 			if out == "" {
 				got = nil
@@ -130,4 +131,23 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// checkStatsAddUp checks the final statistics line: every packet read is
+// in exactly one counter.
+func checkStatsAddUp(t *testing.T, stderr string) {
+	t.Helper()
+	i := strings.LastIndex(stderr, "stats: ")
+	if i < 0 {
+		t.Fatalf("no statistics line in %q", stderr)
+	}
+	n := map[string]uint64{}
+	for _, f := range strings.Fields(stderr[i+len("stats: "):]) {
+		k, v, _ := strings.Cut(f, "=")
+		n[k], _ = strconv.ParseUint(v, 10, 64)
+	}
+	sum := n["CQ"] + n["CR"] + n["SQ"] + n["SR"] + n["not_http"] + n["fragments"] + n["malformed"] + n["unsupported_link"]
+	if sum != n["packets"] || n["lines_lost"] != 0 {
+		t.Errorf("counters do not add up to packets=%d (sum %d): %s", n["packets"], sum, stderr[i:])
+	}
 }

@@ -34,7 +34,7 @@ func (b *lineBatch) reset() {
 
 // writerStats are the writer's counters, read by the statistics line.
 type writerStats struct {
-	lines       [numTypes]atomic.Uint64 // lines accepted for writing, by type
+	lines       [numTypes]atomic.Uint64 // lines that reached the writer, by type (lost ones too)
 	lost        atomic.Uint64           // lines given up: buffer full while the disk refused writes
 	writeErrors atomic.Uint64           // failed write or open calls
 }
@@ -153,6 +153,7 @@ func (w *writer) write(b *lineBatch) {
 			last, lastKey = w.file(key, l.day, l.typ), key
 		}
 		f := last
+		counts[l.typ]++
 		if f.failing && len(f.buf)+len(line) > maxPending {
 			lost++
 			continue
@@ -161,7 +162,6 @@ func (w *writer) write(b *lineBatch) {
 			w.flush(f)
 		}
 		f.buf = append(f.buf, line...)
-		counts[l.typ]++
 	}
 	for t, n := range counts {
 		if n > 0 {
