@@ -502,20 +502,29 @@ func appendField(b, v []byte) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// plain marks the bytes appendEscaped copies as they are without a second
+// look: printable ASCII but the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '\\'
+	}
+	return t
+}()
+
 // appendEscaped copies s, writing every control byte (0x00–0x1f, 0x7f) and
 // every byte that is not part of valid UTF-8 as \xNN, and a backslash as
 // \\, so that a log line is always exactly one line of valid UTF-8.
 func appendEscaped(b, s []byte) []byte {
 	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c < 0x7f && c != '\\' { // the common case: plain ASCII
-			start := i
-			for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\' {
-				i++
-			}
-			b = append(b, s[start:i]...)
-			continue
+		start := i
+		for i < len(s) && plain[s[i]] { // the common case: a run of plain ASCII
+			i++
 		}
+		b = append(b, s[start:i]...)
+		if i == len(s) {
+			break
+		}
+		c := s[i]
 		switch {
 		case c == '\\':
 			b = append(b, '\\', '\\')
