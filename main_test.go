@@ -199,3 +199,17 @@ func TestLogFilesFromCapture(t *testing.T) {
 		}
 	}
 }
+
+func TestCPUProfile(t *testing.T) {
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	if _, stderr, code := runPipeline(t, "-r", filepath.Join("testdata", "seed.pcap"), "-d", "-", "-cpuprofile", prof); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if info, err := os.Stat(prof); err != nil || info.Size() == 0 {
+		t.Errorf("no profile written: %v", err)
+	}
+	_, stderr, code := runPipeline(t, "-r", filepath.Join("testdata", "seed.pcap"), "-d", "-", "-cpuprofile", "/nonexistent/dir/cpu.prof")
+	if code != 1 || !strings.HasPrefix(stderr, "httplog: -cpuprofile /nonexistent/dir/cpu.prof: ") {
+		t.Errorf("bad profile path: exit %d, %q", code, stderr)
+	}
+}
