@@ -41,6 +41,10 @@ type packetSource interface {
 	// kernelStats returns the totals of frames the kernel dropped and of
 	// ring freezes since the source was opened (zero for files).
 	kernelStats() (drops, freezes uint64)
+	// drainTime is how long after a stop request the source may still
+	// hold frames captured before it: the ring's block timeout for a live
+	// socket, zero for files.
+	drainTime() time.Duration
 	// describe names the source for the start message.
 	describe() string
 	close()
@@ -134,6 +138,7 @@ func (s *fileSource) ngLink(i int) int {
 }
 
 func (s *fileSource) kernelStats() (uint64, uint64) { return 0, 0 }
+func (s *fileSource) drainTime() time.Duration      { return 0 }
 func (s *fileSource) describe() string {
 	if s.ng != nil {
 		return "pcapng file " + s.name
@@ -196,6 +201,12 @@ func ringFor(snaplen, megabytes int) (ringGeometry, error) {
 // sees shutdown and flushes partial batches within this time.
 const pollTimeout = 100 * time.Millisecond
 
+// blockTimeout: the kernel hands a ring block to the reader when it is
+// full or when its first frame is this old, so on a quiet link a frame
+// waits at most this long in the ring (gopacket's default, made explicit
+// because shutdown waits for it: see drainTime).
+const blockTimeout = 64 * time.Millisecond
+
 // liveConfig is what openLive needs to know.
 type liveConfig struct {
 	iface   string // "any" for all interfaces
@@ -218,6 +229,7 @@ func openLive(c liveConfig) (*liveSource, error) {
 		afpacket.OptBlockSize(g.blockSize),
 		afpacket.OptNumBlocks(g.numBlocks),
 		afpacket.OptPollTimeout(pollTimeout),
+		afpacket.OptBlockTimeout(blockTimeout),
 		afpacket.OptAddVLANHeader(c.addVLAN),
 	}
 	link, sock, loIndex := linkEthernet, afpacket.SocketRaw, 0
@@ -304,8 +316,10 @@ func (s *liveSource) kernelStats() (uint64, uint64) {
 	return s.drops, s.freezes
 }
 
-func (s *liveSource) describe() string { return s.desc }
-func (s *liveSource) close()           { s.tp.Close() }
+// drainTime: twice the block timeout covers the retire timer's slack.
+func (s *liveSource) drainTime() time.Duration { return 2 * blockTimeout }
+func (s *liveSource) describe() string         { return s.desc }
+func (s *liveSource) close()                   { s.tp.Close() }
 
 // filterConfig describes the kernel filter to build.
 type filterConfig struct {

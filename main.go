@@ -390,6 +390,10 @@ type reader struct {
 // run reads until the source ends, the packet limit is reached or ctx is
 // cancelled; then it hands on what it holds, closes the parser queues and
 // the source, and returns the source's error, if any.
+//
+// After cancellation it goes on reading for the source's drainTime: a
+// live ring still holds frames captured before the signal in a block the
+// kernel has not handed over yet, and those lines must not be lost.
 func (r *reader) run(ctx context.Context) error {
 	r.cur = make([]*pktBatch, len(r.out))
 	defer func() {
@@ -400,13 +404,23 @@ func (r *reader) run(ctx context.Context) error {
 			close(q)
 		}
 	}()
+	var stopAt time.Time // when to stop, once cancelled
+	done := func() bool {
+		if stopAt.IsZero() {
+			if ctx.Err() == nil {
+				return false
+			}
+			stopAt = time.Now().Add(r.src.drainTime())
+		}
+		return !time.Now().Before(stopAt)
+	}
 	var f frame
 	var p packet
 	for r.limit < 0 || r.stats.packets < uint64(r.limit) {
 		err := r.src.next(&f)
 		if err == errTimeout {
 			r.sendAll()
-			if ctx.Err() != nil {
+			if done() {
 				return nil
 			}
 			continue
@@ -427,7 +441,7 @@ func (r *reader) run(ctx context.Context) error {
 			r.stats.drops, r.stats.freezes = r.src.kernelStats()
 			r.report(&r.stats)
 		}
-		if r.stats.packets%256 == 0 && ctx.Err() != nil {
+		if r.stats.packets%256 == 0 && done() {
 			return nil
 		}
 	}
