@@ -38,9 +38,9 @@ var errTimeout = errors.New("poll timeout")
 type packetSource interface {
 	// next returns the next frame, errTimeout, or io.EOF at the end.
 	next(f *frame) error
-	// kernelStats returns the totals of frames the kernel dropped and of
-	// ring freezes since the source was opened (zero for files).
-	kernelStats() (drops, freezes uint64)
+	// kernelStats returns the kernel's totals since the source was opened
+	// (zero for files).
+	kernelStats() kernelCounts
 	// drainTime is how long after a stop request the source may still
 	// hold frames captured before it: the ring's block timeout for a live
 	// socket, zero for files.
@@ -48,6 +48,13 @@ type packetSource interface {
 	// describe names the source for the start message.
 	describe() string
 	close()
+}
+
+// kernelCounts are the socket's counters, added up over the run.
+type kernelCounts struct {
+	received uint64 // frames the filter passed: put in the ring, or dropped
+	drops    uint64 // frames dropped because the ring was full
+	freezes  uint64 // times the ring's queue was frozen
 }
 
 // fileSource reads pcap and pcapng files with gopacket/pcapgo.
@@ -137,8 +144,8 @@ func (s *fileSource) ngLink(i int) int {
 	return s.links[i]
 }
 
-func (s *fileSource) kernelStats() (uint64, uint64) { return 0, 0 }
-func (s *fileSource) drainTime() time.Duration      { return 0 }
+func (s *fileSource) kernelStats() kernelCounts { return kernelCounts{} }
+func (s *fileSource) drainTime() time.Duration  { return 0 }
 func (s *fileSource) describe() string {
 	if s.ng != nil {
 		return "pcapng file " + s.name
@@ -155,13 +162,11 @@ func (s *fileSource) close() {
 // liveSource reads an AF_PACKET TPACKET_V3 ring without copying: a frame
 // points into the ring until the next call.
 type liveSource struct {
-	tp       *afpacket.TPacket
-	link     int
-	desc     string
-	lastDrop uint32 // kernel counters as last read, to add up their growth
-	lastFrz  uint32
-	drops    uint64
-	freezes  uint64
+	tp     *afpacket.TPacket
+	link   int
+	desc   string
+	last   [3]uint32 // gopacket's 32-bit sums as last read: packets, drops, freezes
+	totals kernelCounts
 }
 
 // ringGeometry is the layout of the ring: frameSize bytes hold the largest
@@ -304,16 +309,18 @@ func (s *liveSource) next(f *frame) error {
 
 // kernelStats reads the socket's counters. The kernel resets them on every
 // read; gopacket adds them up in 32 bits, so the growth since the last
-// call is added to 64-bit totals here (call it at least once per 2^32 drops).
-func (s *liveSource) kernelStats() (uint64, uint64) {
+// call is added to 64-bit totals here (call it at least once per 2^32
+// frames).
+func (s *liveSource) kernelStats() kernelCounts {
 	_, v3, err := s.tp.SocketStats()
 	if err == nil {
-		d, f := uint32(v3.Drops()), uint32(v3.QueueFreezes())
-		s.drops += uint64(d - s.lastDrop)
-		s.freezes += uint64(f - s.lastFrz)
-		s.lastDrop, s.lastFrz = d, f
+		now := [3]uint32{uint32(v3.Packets()), uint32(v3.Drops()), uint32(v3.QueueFreezes())}
+		s.totals.received += uint64(now[0] - s.last[0])
+		s.totals.drops += uint64(now[1] - s.last[1])
+		s.totals.freezes += uint64(now[2] - s.last[2])
+		s.last = now
 	}
-	return s.drops, s.freezes
+	return s.totals
 }
 
 // drainTime: twice the block timeout covers the retire timer's slack.

@@ -367,8 +367,8 @@ type readerStats struct {
 	fragments   uint64 // later IP fragments: no TCP header to judge
 	malformed   uint64 // truncated or inconsistent headers
 	unsupported uint64 // frames of a link type httplog does not decode
-	drops       uint64 // kernel: frames dropped because the ring was full
-	freezes     uint64 // kernel: times the ring queue was frozen
+	kernel      kernelCounts
+	leftInRing  uint64 // at exit: frames the kernel delivered that were not read
 }
 
 // reader moves frames from the source into batches for the parsers.
@@ -398,7 +398,12 @@ func (r *reader) run(ctx context.Context) error {
 	r.cur = make([]*pktBatch, len(r.out))
 	defer func() {
 		r.sendAll()
-		r.stats.drops, r.stats.freezes = r.src.kernelStats()
+		// The kernel counts every frame the filter passed, dropped or not;
+		// what it delivered beyond what was read is still in the ring.
+		r.stats.kernel = r.src.kernelStats()
+		if k := r.stats.kernel; k.received > k.drops+r.stats.packets {
+			r.stats.leftInRing = k.received - k.drops - r.stats.packets
+		}
 		r.src.close()
 		for _, q := range r.out {
 			close(q)
@@ -438,7 +443,7 @@ func (r *reader) run(ctx context.Context) error {
 			r.sendAll()
 		}
 		if r.logEvery > 0 && r.stats.packets%r.logEvery == 0 {
-			r.stats.drops, r.stats.freezes = r.src.kernelStats()
+			r.stats.kernel = r.src.kernelStats()
 			r.report(&r.stats)
 		}
 		if r.stats.packets%256 == 0 && done() {
@@ -555,9 +560,9 @@ func parse(in <-chan *pktBatch, free chan<- *pktBatch, out chan<- *lineBatch, ou
 
 // statsLine is the statistics line: every loss in the pipeline shows here.
 func statsLine(r *readerStats, w *writerStats) string {
-	return fmt.Sprintf("stats: packets=%d bytes=%d CQ=%d CR=%d SQ=%d SR=%d not_http=%d fragments=%d malformed=%d unsupported_link=%d kernel_drops=%d kernel_freezes=%d write_errors=%d lines_lost=%d",
+	return fmt.Sprintf("stats: packets=%d bytes=%d CQ=%d CR=%d SQ=%d SR=%d not_http=%d fragments=%d malformed=%d unsupported_link=%d kernel_drops=%d kernel_freezes=%d left_in_ring=%d write_errors=%d lines_lost=%d",
 		r.packets, r.bytes,
 		w.lines[typeCQ].Load(), w.lines[typeCR].Load(), w.lines[typeSQ].Load(), w.lines[typeSR].Load(),
-		r.notHTTP, r.fragments, r.malformed, r.unsupported, r.drops, r.freezes,
+		r.notHTTP, r.fragments, r.malformed, r.unsupported, r.kernel.drops, r.kernel.freezes, r.leftInRing,
 		w.writeErrors.Load(), w.lost.Load())
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -137,7 +139,7 @@ func TestStatisticsLines(t *testing.T) {
 	if code != 0 || len(stats) != 4 {
 		t.Fatalf("exit %d, %d statistics lines, want 3 periodic and 1 final:\n%s", code, len(stats), stderr)
 	}
-	want := "stats: packets=6 bytes=%d CQ=1 CR=1 SQ=0 SR=0 not_http=2 fragments=1 malformed=1 unsupported_link=0 kernel_drops=0 kernel_freezes=0 write_errors=0 lines_lost=0"
+	want := "stats: packets=6 bytes=%d CQ=1 CR=1 SQ=0 SR=0 not_http=2 fragments=1 malformed=1 unsupported_link=0 kernel_drops=0 kernel_freezes=0 left_in_ring=0 write_errors=0 lines_lost=0"
 	size := 0
 	for _, f := range frames {
 		size += len(f)
@@ -211,5 +213,47 @@ func TestCPUProfile(t *testing.T) {
 	_, stderr, code := runPipeline(t, "-r", filepath.Join("testdata", "seed.pcap"), "-d", "-", "-cpuprofile", "/nonexistent/dir/cpu.prof")
 	if code != 1 || !strings.HasPrefix(stderr, "httplog: -cpuprofile /nonexistent/dir/cpu.prof: ") {
 		t.Errorf("bad profile path: exit %d, %q", code, stderr)
+	}
+}
+
+// fakeLive is a packet source with kernel counters, as a live socket has.
+type fakeLive struct {
+	frames [][]byte
+	kernel kernelCounts
+	closed bool
+}
+
+func (s *fakeLive) next(f *frame) error {
+	if len(s.frames) == 0 {
+		return io.EOF
+	}
+	f.data, f.ts, f.wire, f.link = s.frames[0], 1567315011e9, len(s.frames[0]), linkEthernet
+	s.frames = s.frames[1:]
+	return nil
+}
+func (s *fakeLive) kernelStats() kernelCounts { return s.kernel }
+func (s *fakeLive) drainTime() time.Duration  { return 0 }
+func (s *fakeLive) describe() string          { return "fake" }
+func (s *fakeLive) close()                    { s.closed = true }
+
+// TestReaderKernelAccounting: frames the kernel delivered but the reader
+// did not read (here: past -c) are counted in left_in_ring, drops apart.
+func TestReaderKernelAccounting(t *testing.T) {
+	frame := ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, "body")
+	src := &fakeLive{frames: [][]byte{frame, frame, frame, frame, frame}, kernel: kernelCounts{received: 9, drops: 2, freezes: 1}}
+	q := make(chan *pktBatch, 1)
+	free := make(chan *pktBatch, 1)
+	free <- &pktBatch{}
+	var got *readerStats
+	r := &reader{src: src, out: []chan *pktBatch{q}, free: free, limit: 3, logEvery: 0, report: func(s *readerStats) { got = s }}
+	if err := r.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := readerStats{packets: 3, bytes: uint64(3 * len(frame)), notHTTP: 3, kernel: src.kernel, leftInRing: 9 - 2 - 3}
+	if r.stats != want || !src.closed || got != nil {
+		t.Errorf("stats %+v, closed %v\nwant %+v", r.stats, src.closed, want)
+	}
+	if _, open := <-q; open {
+		t.Error("the parser queue was not closed")
 	}
 }
