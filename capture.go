@@ -19,6 +19,7 @@ import (
 	"github.com/google/gopacket/afpacket"
 	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 // frame is one captured frame. data belongs to the source and is valid
@@ -61,6 +62,8 @@ type kernelCounts struct {
 type fileSource struct {
 	name  string
 	f     *os.File
+	br    *bufio.Reader
+	pipe  bool // a pipe, FIFO or socket: wait for data with a timeout
 	pcap  *pcapgo.Reader
 	ng    *pcapgo.NgReader
 	links []int // pcapng: link type of each interface, by index
@@ -81,8 +84,12 @@ func openFile(name string) (*fileSource, error) {
 		}
 	}
 	s := &fileSource{name: name, f: f}
+	if info, err := f.Stat(); err == nil && !info.Mode().IsRegular() {
+		s.pipe = true // e.g. tcpdump -w - | httplog -r -
+	}
 	// 1 MiB of read-ahead: large sequential reads, a few syscalls per MiB.
 	r := bufio.NewReaderSize(f, 1<<20)
+	s.br = r
 	magic, err := r.Peek(4)
 	if err != nil {
 		s.close()
@@ -107,6 +114,16 @@ func openFile(name string) (*fileSource, error) {
 }
 
 func (s *fileSource) next(f *frame) error {
+	// From a pipe, packets come when the writer sends them: wait for the
+	// next one at most pollTimeout, so that the reader can hand on its
+	// batches and see shutdown meanwhile, as with a live socket. Once a
+	// packet has begun to arrive, the rest of it is waited for.
+	if s.pipe && s.br.Buffered() == 0 {
+		fds := []unix.PollFd{{Fd: int32(s.f.Fd()), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, int(pollTimeout/time.Millisecond)); n == 0 && err == nil {
+			return errTimeout
+		}
+	}
 	var (
 		data []byte
 		ci   gopacket.CaptureInfo

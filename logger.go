@@ -129,6 +129,7 @@ func (w *writer) run(in <-chan *lineBatch, free chan<- *lineBatch, reopen <-chan
 			b.reset()
 			free <- b
 		case <-tick.C:
+			w.followNames()
 			w.flushAll()
 			w.closeIdle()
 		case <-reopen:
@@ -244,6 +245,28 @@ func (w *writer) failed(f *logFile, err error) {
 func (w *writer) flushAll() {
 	for _, f := range w.files {
 		w.flush(f)
+	}
+}
+
+// followNames closes every file whose name no longer leads to it (renamed
+// by logrotate, removed, its directory removed), so that the next flush
+// creates a fresh file under the name, and the directory too if need be,
+// with the lines still buffered. Two stat calls a file a second.
+func (w *writer) followNames() {
+	for _, f := range w.files {
+		st, ok := f.w.(interface{ Stat() (os.FileInfo, error) })
+		if !ok {
+			continue // not open, standard output, or a test's writer
+		}
+		open, err := st.Stat()
+		if err != nil {
+			continue
+		}
+		if named, err := os.Stat(f.name); err == nil && os.SameFile(open, named) {
+			continue
+		}
+		w.closeFile(f) // what it holds goes to the new file: the old may be gone
+		w.cfg.log.Printf("%s was moved or removed: writing a new file of that name", f.name)
 	}
 }
 

@@ -231,19 +231,44 @@ func TestWriterReopen(t *testing.T) {
 	}
 }
 
-// TestWriterDirectoryRemoved: lines written while the directory is gone
-// are held, and the directory is made again on the next flush.
-func TestWriterDirectoryRemoved(t *testing.T) {
+// TestWriterFollowsNames: when a file is renamed, or its directory is
+// removed, lines go to a new file of the same name within a tick; lines
+// written before that stay in the old file; nothing is lost.
+func TestWriterFollowsNames(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "logs")
-	w, stats, _ := testWriter(t, writerConfig{dir: dir})
+	name := filepath.Join(dir, "http-20261125.log")
+	w, stats, messages := testWriter(t, writerConfig{dir: dir})
 	w.write(batchOf(lineInput{"one", 20261125, typeCQ}))
+	w.followNames()
 	w.flushAll()
-	os.RemoveAll(dir)
-	w.reopen() // what SIGHUP does; without it the open file lives on unlinked
-	w.write(batchOf(lineInput{"two", 20261125, typeCQ}))
+	if err := os.Rename(name, name+".1"); err != nil {
+		t.Fatal(err)
+	}
+	w.write(batchOf(lineInput{"two", 20261125, typeCQ})) // buffered: goes to the new file
+	w.followNames()
+	w.flushAll()
+	w.write(batchOf(lineInput{"three", 20261125, typeCQ}))
+	w.followNames()
+	w.flushAll()
+	if got := readFile(t, name+".1"); got != "one\n" {
+		t.Errorf("renamed file: %q", got)
+	}
+	if got := readFile(t, name); got != "two\nthree\n" {
+		t.Errorf("new file: %q", got)
+	}
+
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	w.write(batchOf(lineInput{"four", 20261125, typeCQ}))
+	w.followNames()
+	w.flushAll()
 	w.closeAll()
-	if got := readFile(t, filepath.Join(dir, "http-20261125.log")); got != "two\n" || stats.lost.Load() != 0 {
-		t.Errorf("got %q, lost %d", got, stats.lost.Load())
+	if got := readFile(t, name); got != "four\n" || stats.lost.Load() != 0 {
+		t.Errorf("after the directory was removed: %q, lost %d", got, stats.lost.Load())
+	}
+	if strings.Count(messages.String(), "was moved or removed") != 2 {
+		t.Errorf("messages: %q", messages.String())
 	}
 }
 
