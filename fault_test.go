@@ -1,0 +1,291 @@
+package main
+
+// Faults, run against the real binary: a full disk, a logrotate-style
+// rename with SIGHUP, errors before capture (not root, unwritable
+// directory, bad variable), and a capture crossing local midnight. Packets
+// come through a pipe (-r -), so the daemon runs as long as the test wants
+// without any network.
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+)
+
+// pipedDaemon is httplog reading packets from a pipe the test writes to.
+type pipedDaemon struct {
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	pcap   *pcapgo.Writer
+	stderr *liveBuffer
+	sent   int
+}
+
+func startPiped(t *testing.T, args ...string) *pipedDaemon {
+	t.Helper()
+	d := &pipedDaemon{stderr: &liveBuffer{}}
+	d.cmd = exec.Command(liveBinary(t), append([]string{"-r", "-", "-log_every", "0"}, args...)...)
+	d.cmd.Env = liveEnv()
+	d.cmd.Stderr = d.stderr
+	var err error
+	if d.in, err = d.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			d.cmd.Process.Kill()
+			d.cmd.Wait()
+		}
+	})
+	d.pcap = pcapgo.NewWriter(d.in)
+	if err := d.pcap.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// send writes n requests, numbered on from the last, captured now.
+func (d *pipedDaemon) send(t *testing.T, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		fr := ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, fmt.Sprintf("GET /%06d HTTP/1.1\r\nHost: h\r\n\r\n", d.sent))
+		d.sent++
+		if err := d.pcap.WritePacket(gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: len(fr), Length: len(fr)}, fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// finish closes the pipe and waits for a clean exit.
+func (d *pipedDaemon) finish(t *testing.T) string {
+	t.Helper()
+	d.in.Close()
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("httplog: %v\n%s", err, d.stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("httplog did not end after its input closed\n%s", d.stderr)
+	}
+	return d.stderr.String()
+}
+
+func waitForText(b *liveBuffer, text string, d time.Duration) bool {
+	return liveWaitFor(d, func() bool { return strings.Contains(b.String(), text) })
+}
+
+// checkNumbered checks that files hold the requests 0…n-1, each once, in
+// order across the files as given, every line whole.
+func checkNumbered(t *testing.T, n int, files ...string) {
+	t.Helper()
+	next := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 0 && b[len(b)-1] != '\n' {
+			t.Errorf("%s ends inside a line", f)
+		}
+		for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+			if line == "" {
+				continue
+			}
+			var got int
+			if fields := strings.Fields(line); len(fields) != 10 || fields[4] != "CQ" || fields[8] != "h" {
+				t.Fatalf("%s: malformed line %q", filepath.Base(f), line)
+			}
+			fmt.Sscanf(strings.Fields(line)[6], "/%d", &got)
+			if got != next {
+				t.Fatalf("%s: request /%06d where /%06d was due", filepath.Base(f), got, next)
+			}
+			next++
+		}
+	}
+	if next != n {
+		t.Errorf("%d requests in the files, want %d", next, n)
+	}
+}
+
+func today() string { return time.Now().Format("20060102") }
+
+// TestFaultDiskFull: on a full tmpfs, lines are held and the error is
+// reported and counted; when space returns, writing resumes and no line is
+// lost or cut.
+func TestFaultDiskFull(t *testing.T) {
+	liveRequireRoot(t)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k,mode=0750", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	filler := filepath.Join(dir, "filler")
+	f, _ := os.Create(filler)
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			break // the disk is full
+		}
+	}
+	f.Close()
+
+	d := startPiped(t, "-d", dir)
+	d.send(t, 300)
+	if !waitForText(d.stderr, "no space left on device", 5*time.Second) {
+		t.Fatalf("no write error reported:\n%s", d.stderr)
+	}
+	d.send(t, 200) // while the disk is full
+	time.Sleep(1200 * time.Millisecond)
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if !waitForText(d.stderr, "again", 5*time.Second) {
+		t.Fatalf("writing did not resume:\n%s", d.stderr)
+	}
+	d.send(t, 100)
+	stderr := d.finish(t)
+	checkNumbered(t, 600, filepath.Join(dir, "http-"+today()+".log"))
+	if !strings.Contains(stderr, "lines_lost=0") || strings.Contains(stderr, "write_errors=0 ") {
+		t.Errorf("statistics: want write errors counted and no line lost:\n%s", stderr)
+	}
+}
+
+// TestFaultRotate: a logrotate-style rename then SIGHUP: old lines stay in
+// the renamed file, new ones go to a fresh file, none lost.
+func TestFaultRotate(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "http-"+today()+".log")
+	d := startPiped(t, "-d", dir)
+	d.send(t, 50)
+	if !liveWaitFor(5*time.Second, func() bool { b, _ := os.ReadFile(name); return bytes.Count(b, []byte("\n")) == 50 }) {
+		t.Fatalf("the first lines were not flushed within a second or so")
+	}
+	if err := os.Rename(name, name+".1"); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	if !waitForText(d.stderr, "SIGHUP", 5*time.Second) {
+		t.Fatalf("SIGHUP not acknowledged:\n%s", d.stderr)
+	}
+	d.send(t, 50)
+	d.finish(t)
+	checkNumbered(t, 100, name+".1", name)
+}
+
+// TestFaultStartErrors: failures before any capture, as users meet them:
+// one line naming the cause, and a non-zero exit.
+func TestFaultStartErrors(t *testing.T) {
+	liveRequireRoot(t)
+	// A copy of the binary that user nobody can run.
+	shared, err := os.MkdirTemp("", "httplog-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shared) })
+	bin := filepath.Join(shared, "httplog")
+	data, err := os.ReadFile(liveBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(bin, data, 0o755)
+	os.WriteFile(filepath.Join(shared, "seed.pcap"), mustRead(t, filepath.Join("testdata", "seed.pcap")), 0o644)
+	writable := filepath.Join(shared, "logs")
+	os.Mkdir(writable, 0o777)
+	os.Chmod(writable, 0o777)
+	os.Chmod(shared, 0o755)
+	rootOnly := filepath.Join(shared, "root-only")
+	os.Mkdir(rootOnly, 0o755)
+
+	tests := []struct {
+		name   string
+		nobody bool
+		env    []string
+		args   []string
+		code   int
+		want   string
+	}{
+		{"not root", true, nil, []string{"-i", "lo", "-d", writable}, 1, "httplog: -i lo: capturing needs root (CAP_NET_RAW): operation not permitted"},
+		{"unwritable directory", true, nil, []string{"-r", filepath.Join(shared, "seed.pcap"), "-d", rootOnly}, 1, "httplog: -d " + rootOnly + ": directory is not writable: permission denied"},
+		{"no such interface", false, nil, []string{"-i", "nosuchif0", "-d", writable}, 1, "httplog: -i nosuchif0: no such interface"},
+		{"bad variable", false, []string{"HTTPLOG_SNAPLEN=big"}, nil, 2, `httplog: invalid value "big" for variable HTTPLOG_SNAPLEN (for -s): not an integer`},
+		{"bad flag", false, nil, []string{"-p", "80,http"}, 2, `httplog: invalid value "80,http" for flag -p: "http" is not a port (1-65535) or any`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(bin, tt.args...)
+			cmd.Env = append(liveEnv(), tt.env...)
+			if tt.nobody {
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			}
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.code || stderr.String() != tt.want+"\n" || stdout.Len() != 0 {
+				t.Errorf("exit %d, stderr %q\nwant exit %d, %q", code, stderr.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestFaultMidnight: with TZ set, a capture crossing local midnight puts
+// each line in its own day's file.
+func TestFaultMidnight(t *testing.T) {
+	if _, err := time.LoadLocation("Asia/Seoul"); err != nil {
+		t.Skip("no time zone database on this machine:", err)
+	}
+	midnight := time.Date(2019, 9, 1, 15, 0, 0, 0, time.UTC) // 00:00 in Seoul (UTC+9)
+	frames := [][]byte{
+		ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, "GET /before HTTP/1.1\r\n\r\n"),
+		ipv4HTTP("192.0.2.1", "198.51.100.2", 40001, 80, "GET /after HTTP/1.1\r\n\r\n"),
+		ipv4HTTP("192.0.2.1", "198.51.100.2", 40002, 80, "GET /late HTTP/1.1\r\n\r\n"),
+	}
+	at := []time.Time{midnight.Add(-time.Millisecond), midnight, midnight.Add(-2 * time.Millisecond)}
+	path := writePcapAt(t, layers.LinkTypeEthernet, frames, func(i int) time.Time { return at[i] })
+	dir := t.TempDir()
+	cmd := exec.Command(liveBinary(t), "-r", path, "-d", dir)
+	cmd.Env = append(liveEnv(), "TZ=Asia/Seoul")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := map[string]string{
+		"http-20190901.log": "2019-09-01 23:59:59.999 192.0.2.1#40000 198.51.100.2#80 CQ GET /before HTTP/1.1 - -\n" +
+			"2019-09-01 23:59:59.998 192.0.2.1#40002 198.51.100.2#80 CQ GET /late HTTP/1.1 - -\n",
+		"http-20190902.log": "2019-09-02 00:00:00.000 192.0.2.1#40001 198.51.100.2#80 CQ GET /after HTTP/1.1 - -\n",
+	}
+	for name, w := range want {
+		if got := string(mustRead(t, filepath.Join(dir, name))); got != w {
+			t.Errorf("%s:\n got %q\nwant %q", name, got, w)
+		}
+	}
+}
