@@ -73,8 +73,12 @@ func decodeFrame(link int, frame []byte, p *packet) verdict {
 			off += 4
 		}
 		return decodeEtherType(etype, frame[off:], p)
-	case linkRaw, linkIPv4, linkIPv6:
+	case linkRaw:
 		return decodeIP(frame, p)
+	case linkIPv4:
+		return decodeIPVersion(4, frame, p)
+	case linkIPv6:
+		return decodeIPVersion(6, frame, p)
 	case linkNull, linkLoop:
 		if len(frame) < 4 {
 			return vMalformed
@@ -99,12 +103,23 @@ func decodeFrame(link int, frame []byte, p *packet) verdict {
 	return vUnsupported
 }
 
+// decodeEtherType decodes what an EtherType announces; an IP header whose
+// version disagrees with it is malformed.
 func decodeEtherType(etype uint16, b []byte, p *packet) verdict {
 	switch etype {
-	case etherIPv4, etherIPv6:
-		return decodeIP(b, p)
+	case etherIPv4:
+		return decodeIPVersion(4, b, p)
+	case etherIPv6:
+		return decodeIPVersion(6, b, p)
 	}
 	return vOther
+}
+
+func decodeIPVersion(version byte, b []byte, p *packet) verdict {
+	if len(b) < 1 || b[0]>>4 != version {
+		return vMalformed
+	}
+	return decodeIP(b, p)
 }
 
 // decodeNFLog walks the TLVs of an NFLOG record to its payload attribute.

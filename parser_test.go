@@ -79,6 +79,8 @@ func TestDecodeFrame(t *testing.T) {
 		{"nflog", linkNFLog, nflog, vTCP, "192.0.2.1", getReq},
 		{"nflog bad tlv length", linkNFLog, badNflog, vMalformed, "", ""},
 		{"radiotap", 127, ether(etherIPv4, nil, v4), vUnsupported, "", ""},
+		{"ethertype IPv4, version 6", linkEthernet, ether(etherIPv4, nil, v6), vMalformed, "", ""},
+		{"DLT_IPV6 holding IPv4", linkIPv6, v4, vMalformed, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
