@@ -179,11 +179,13 @@ func (s *fileSource) close() {
 // liveSource reads an AF_PACKET TPACKET_V3 ring without copying: a frame
 // points into the ring until the next call.
 type liveSource struct {
-	tp     *afpacket.TPacket
-	link   int
-	desc   string
-	last   [3]uint32 // gopacket's 32-bit sums as last read: packets, drops, freezes
-	totals kernelCounts
+	tp                  *afpacket.TPacket
+	link                int         // link type of every frame, or linkAny: by interface
+	links               map[int]int // with linkAny: link type by interface index
+	lastIndex, lastLink int         // the last interface looked up, and its link type
+	desc                string
+	last                [3]uint32 // gopacket's 32-bit sums as last read: packets, drops, freezes
+	totals              kernelCounts
 }
 
 // ringGeometry is the layout of the ring: frameSize bytes hold the largest
@@ -239,7 +241,9 @@ type liveConfig struct {
 }
 
 // openLive opens the capture socket on an interface and attaches the
-// kernel filter.
+// kernel filter. The socket is SOCK_RAW, so frames keep their link-layer
+// header (and the VLAN tags the NIC left in them); with "any", each frame's
+// link type follows from the interface it was seen on.
 func openLive(c liveConfig) (*liveSource, error) {
 	g, err := ringFor(c.snaplen, c.ringMB)
 	if err != nil {
@@ -247,35 +251,32 @@ func openLive(c liveConfig) (*liveSource, error) {
 	}
 	opts := []any{
 		afpacket.TPacketVersion3,
+		afpacket.SocketRaw,
 		afpacket.OptFrameSize(g.frameSize),
 		afpacket.OptBlockSize(g.blockSize),
 		afpacket.OptNumBlocks(g.numBlocks),
 		afpacket.OptPollTimeout(pollTimeout),
 		afpacket.OptBlockTimeout(blockTimeout),
-		afpacket.OptAddVLANHeader(c.addVLAN),
+		afpacket.OptAddVLANHeader(c.addVLAN), // only frames whose tag was taken out get it back
 	}
-	link, sock, loIndex := linkEthernet, afpacket.SocketRaw, 0
+	s := &liveSource{link: linkAny, links: map[int]int{}}
+	loIndex := 0
 	if lo, err := net.InterfaceByName("lo"); err == nil {
 		loIndex = lo.Index
 	}
-	if c.iface == "any" {
-		// All interfaces at once, whatever their link layer: SOCK_DGRAM
-		// hands over frames from the IP header on, as libpcap does for "any".
-		link, sock = linkRaw, afpacket.SocketDgram
-	} else {
+	if c.iface != "any" {
 		iface, err := net.InterfaceByName(c.iface)
 		if err != nil {
 			return nil, fmt.Errorf("-i %s: no such interface", c.iface)
 		}
-		if !hasEthernetHeader(c.iface) {
-			link, sock = linkRaw, afpacket.SocketDgram // tun, ppp, ipip, …
+		if s.link = interfaceLink(c.iface); s.link < 0 {
+			return nil, fmt.Errorf("-i %s: device type %s is not supported (Ethernet, loopback and IP-only devices are)", c.iface, arphrdOf(c.iface))
 		}
 		if iface.Index != loIndex {
 			loIndex = 0 // looped-back copies cannot reach this socket
 		}
 		opts = append(opts, afpacket.OptInterface(c.iface))
 	}
-	opts = append(opts, sock)
 	tp, err := afpacket.NewTPacket(opts...)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
@@ -283,7 +284,7 @@ func openLive(c liveConfig) (*liveSource, error) {
 		}
 		return nil, fmt.Errorf("-i %s: %v", c.iface, err)
 	}
-	prog, err := buildFilter(filterConfig{link: link, ports: c.ports, snaplen: c.snaplen, loIndex: loIndex, anyIface: c.iface == "any"})
+	prog, err := buildFilter(filterConfig{link: s.link, ports: c.ports, snaplen: c.snaplen, loIndex: loIndex})
 	if err == nil {
 		err = tp.SetBPF(prog)
 	}
@@ -291,25 +292,61 @@ func openLive(c liveConfig) (*liveSource, error) {
 		tp.Close()
 		return nil, fmt.Errorf("-i %s: attaching the kernel filter: %v", c.iface, err)
 	}
-	kind := "SOCK_RAW"
-	if sock == afpacket.SocketDgram {
-		kind = "SOCK_DGRAM"
-	}
-	desc := fmt.Sprintf("interface %s (AF_PACKET %s, TPACKET_V3, ring %d MB = %d blocks of %d KiB, frame %d, filter %d instructions)",
-		c.iface, kind, c.ringMB, g.numBlocks, g.blockSize>>10, g.frameSize, len(prog))
-	return &liveSource{tp: tp, link: link, desc: desc}, nil
+	s.tp = tp
+	s.desc = fmt.Sprintf("interface %s (AF_PACKET, TPACKET_V3, ring %d MB = %d blocks of %d KiB, frame %d, filter %d instructions)",
+		c.iface, c.ringMB, g.numBlocks, g.blockSize>>10, g.frameSize, len(prog))
+	return s, nil
 }
 
-// hasEthernetHeader reports whether frames of the interface start with an
-// Ethernet header: ARPHRD_ETHER (1), and loopback (772), which the kernel
-// gives a zeroed one.
-func hasEthernetHeader(iface string) bool {
+// arphrdLinks maps ARPHRD device types (include/uapi/linux/if_arp.h) to
+// the link type of their frames on a SOCK_RAW packet socket.
+var arphrdLinks = map[string]int{
+	"1":     linkEthernet, // ARPHRD_ETHER: Ethernet, veth, bridges, bonds, VLAN devices
+	"772":   linkEthernet, // ARPHRD_LOOPBACK: lo, with a zeroed Ethernet header
+	"65534": linkRaw,      // ARPHRD_NONE: tun, wireguard
+	"512":   linkRaw,      // ARPHRD_PPP
+	"519":   linkRaw,      // ARPHRD_RAWIP
+	"768":   linkRaw,      // ARPHRD_TUNNEL: ipip
+	"769":   linkRaw,      // ARPHRD_TUNNEL6: ip6tnl
+	"776":   linkRaw,      // ARPHRD_SIT
+	"778":   linkRaw,      // ARPHRD_IPGRE
+}
+
+// interfaceLink returns the link type of an interface's frames, or -1 for
+// a device type httplog does not decode.
+func interfaceLink(iface string) int {
+	if link, ok := arphrdLinks[arphrdOf(iface)]; ok {
+		return link
+	}
+	return -1
+}
+
+// arphrdOf reads the ARPHRD type of an interface ("1" when unreadable:
+// Ethernet is by far the most likely).
+func arphrdOf(iface string) string {
 	b, err := os.ReadFile("/sys/class/net/" + iface + "/type")
 	if err != nil {
-		return true
+		return "1"
 	}
-	t := strings.TrimSpace(string(b))
-	return t == "1" || t == "772"
+	return strings.TrimSpace(string(b))
+}
+
+// linkOf returns the link type of frames seen on interface index i (with
+// "any"), looking each interface up once.
+func (s *liveSource) linkOf(i int) int {
+	if i == s.lastIndex && s.lastLink != 0 {
+		return s.lastLink
+	}
+	link, ok := s.links[i]
+	if !ok {
+		link = -1 // gone already: counted as unsupported
+		if iface, err := net.InterfaceByIndex(i); err == nil {
+			link = interfaceLink(iface.Name)
+		}
+		s.links[i] = link
+	}
+	s.lastIndex, s.lastLink = i, link
+	return link
 }
 
 func (s *liveSource) next(f *frame) error {
@@ -321,6 +358,9 @@ func (s *liveSource) next(f *frame) error {
 		return err
 	}
 	f.data, f.ts, f.wire, f.link = data, ci.Timestamp.UnixNano(), ci.Length, s.link
+	if s.link == linkAny {
+		f.link = s.linkOf(ci.InterfaceIndex)
+	}
 	return nil
 }
 
@@ -345,13 +385,16 @@ func (s *liveSource) drainTime() time.Duration { return 2 * blockTimeout }
 func (s *liveSource) describe() string         { return s.desc }
 func (s *liveSource) close()                   { s.tp.Close() }
 
+// linkAny stands for the frames of all interfaces: Ethernet or raw IP,
+// according to the device each frame was seen on.
+const linkAny = -2
+
 // filterConfig describes the kernel filter to build.
 type filterConfig struct {
-	link     int      // linkEthernet or linkRaw
-	ports    []uint16 // nil: every TCP port
-	snaplen  int      // bytes kept of an accepted frame
-	loIndex  int      // ifindex of lo when its looped-back copies can be seen
-	anyIface bool     // socket bound to all interfaces
+	link    int      // linkEthernet, linkRaw, or linkAny
+	ports   []uint16 // nil: every TCP port
+	snaplen int      // bytes kept of an accepted frame
+	loIndex int      // ifindex of lo when its looped-back copies can be seen
 }
 
 // Packet types of the kernel (skb->pkt_type) and a fragment mask.
@@ -372,7 +415,7 @@ const (
 func buildFilter(c filterConfig) ([]bpf.RawInstruction, error) {
 	var prog []bpf.Instruction
 	switch {
-	case c.loIndex != 0 && c.anyIface:
+	case c.loIndex != 0 && c.link == linkAny:
 		prog = []bpf.Instruction{
 			bpf.LoadExtension{Num: bpf.ExtInterfaceIndex},
 			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(c.loIndex), SkipTrue: 3},
@@ -387,7 +430,22 @@ func buildFilter(c filterConfig) ([]bpf.RawInstruction, error) {
 			bpf.RetConstant{Val: 0},
 		}
 	}
-	prog = append(prog, portFilter(c.link, c.ports, c.snaplen)...)
+	if c.link == linkAny {
+		// Dispatch on the device type: Ethernet and loopback frames to the
+		// Ethernet program, all others to the raw IP one. Each program ends
+		// in its own returns, so they can simply follow each other.
+		eth := portFilter(linkEthernet, c.ports, c.snaplen)
+		prog = append(prog,
+			bpf.LoadExtension{Num: bpf.ExtLinkLayerType},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: 1, SkipTrue: 2},   // ARPHRD_ETHER
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: 772, SkipTrue: 1}, // ARPHRD_LOOPBACK
+			bpf.Jump{Skip: uint32(len(eth))},
+		)
+		prog = append(prog, eth...)
+		prog = append(prog, portFilter(linkRaw, c.ports, c.snaplen)...)
+	} else {
+		prog = append(prog, portFilter(c.link, c.ports, c.snaplen)...)
+	}
 	return bpf.Assemble(prog)
 }
 
@@ -411,7 +469,10 @@ func portFilter(link int, ports []uint16, snaplen int) []bpf.Instruction {
 			a.op(bpf.LoadAbsolute{Off: off, Size: 2})
 			a.ldx(off + 2)
 		}
-		a.jeq(etherVLAN, "reject", "") // a third tag: too deep for the filter
+		// A third tag: too deep for the filter; user space decodes any number.
+		a.jeq(etherVLAN, "accept", "")
+		a.jeq(etherQinQ, "accept", "")
+		a.jeq(etherQinQv1, "accept", "")
 		a.label("notag")
 		a.jeq(etherIPv4, "ipv4", "")
 		a.jeq(etherIPv6, "ipv6", "reject")

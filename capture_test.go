@@ -55,7 +55,8 @@ func TestPortFilter(t *testing.T) {
 		{"802.1Q", linkEthernet, []uint16{80}, ether(etherIPv4, []uint16{etherVLAN}, v4), true},
 		{"802.1Q other port", linkEthernet, []uint16{80}, ether(etherIPv4, []uint16{etherVLAN}, v4other), false},
 		{"QinQ ipv6", linkEthernet, []uint16{80}, ether(etherIPv6, []uint16{etherQinQ, etherVLAN}, v6), true},
-		{"three tags", linkEthernet, []uint16{80}, ether(etherIPv4, []uint16{etherVLAN, etherVLAN, etherVLAN}, v4), false},
+		{"three tags go to user space", linkEthernet, []uint16{80}, ether(etherIPv4, []uint16{etherVLAN, etherQinQ, etherVLAN}, v4), true},
+		{"0x9100 tag", linkEthernet, []uint16{80}, ether(etherIPv4, []uint16{etherQinQv1}, v4), true},
 		{"arp", linkEthernet, nil, ether(0x0806, nil, make([]byte, 28)), false},
 		{"raw ipv4", linkRaw, []uint16{80}, v4, true},
 		{"raw ipv4 other port", linkRaw, []uint16{80}, v4other, false},
@@ -82,38 +83,62 @@ func TestPortFilter(t *testing.T) {
 	}
 }
 
-// TestBuildFilterLoopback checks the assembled program drops the outgoing
-// copy of looped-back frames first (run live in the end-to-end tests).
-func TestBuildFilterLoopback(t *testing.T) {
+// TestBuildFilter checks the assembled programs: a prefix that drops the
+// outgoing copy of looped-back frames, and for "any" a dispatch on the
+// device type to the Ethernet or the raw IP program (these use kernel
+// extensions the VM lacks, and are run live in the end-to-end tests).
+func TestBuildFilter(t *testing.T) {
+	eth, _ := bpf.Assemble(portFilter(linkEthernet, []uint16{80}, 1560))
+	raw, _ := bpf.Assemble(portFilter(linkRaw, []uint16{80}, 1560))
 	for _, tt := range []struct {
 		cfg    filterConfig
 		prefix int
+		body   int
 	}{
-		{filterConfig{link: linkEthernet, ports: []uint16{80}, snaplen: 1560}, 0},
-		{filterConfig{link: linkEthernet, ports: []uint16{80}, snaplen: 1560, loIndex: 1}, 3},
-		{filterConfig{link: linkRaw, ports: []uint16{80}, snaplen: 1560, loIndex: 1, anyIface: true}, 5},
+		{filterConfig{link: linkEthernet, ports: []uint16{80}, snaplen: 1560}, 0, len(eth)},
+		{filterConfig{link: linkEthernet, ports: []uint16{80}, snaplen: 1560, loIndex: 1}, 3, len(eth)},
+		{filterConfig{link: linkRaw, ports: []uint16{80}, snaplen: 1560}, 0, len(raw)},
+		{filterConfig{link: linkAny, ports: []uint16{80}, snaplen: 1560}, 0, 4 + len(eth) + len(raw)},
+		{filterConfig{link: linkAny, ports: []uint16{80}, snaplen: 1560, loIndex: 1}, 5, 4 + len(eth) + len(raw)},
 	} {
-		raw, err := buildFilter(tt.cfg)
+		prog, err := buildFilter(tt.cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rest, _ := bpf.Assemble(portFilter(tt.cfg.link, tt.cfg.ports, tt.cfg.snaplen))
-		if len(raw) != len(rest)+tt.prefix {
-			t.Fatalf("%+v: %d instructions, want %d + %d", tt.cfg, len(raw), len(rest), tt.prefix)
-		}
-		if tt.prefix == 0 {
-			continue
+		if len(prog) != tt.prefix+tt.body {
+			t.Fatalf("%+v: %d instructions, want %d + %d", tt.cfg, len(prog), tt.prefix, tt.body)
 		}
 		var sawType bool
-		for _, ins := range raw[:tt.prefix] {
+		for _, ins := range prog[:tt.prefix] {
 			if le, ok := ins.Disassemble().(bpf.LoadExtension); ok && le.Num == bpf.ExtType {
 				sawType = true
 			}
 		}
-		if !sawType {
+		if tt.prefix > 0 && !sawType {
 			t.Errorf("%+v: the prefix does not look at the packet type", tt.cfg)
 		}
+		if tt.cfg.link == linkAny {
+			// The dispatch jumps over the Ethernet program to the raw one.
+			if j, ok := prog[tt.prefix+3].Disassemble().(bpf.Jump); !ok || int(j.Skip) != len(eth) {
+				t.Errorf("dispatch jump %v, want a skip of %d", prog[tt.prefix+3].Disassemble(), len(eth))
+			}
+			if got := prog[tt.prefix+4+len(eth):]; !equalPrograms(got, raw) {
+				t.Errorf("the raw IP program does not follow the Ethernet one")
+			}
+		}
 	}
+}
+
+func equalPrograms(a, b []bpf.RawInstruction) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func TestRingFor(t *testing.T) {

@@ -7,7 +7,9 @@ package main
 // send nothing to any other address.
 //
 // The helpers (liveTopology, startHttplog, stopHttplog, readLines,
-// liveCurl, liveExpect) are meant to be reused by later live tests.
+// liveCurl, liveExpect) are meant to be reused by later live tests; the
+// end-to-end tests of e2e_test.go add namespaces, links and VLANs to a
+// topology with addNamespace, addLink and addVLAN.
 
 import (
 	"bufio"
@@ -29,14 +31,22 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
-// liveTools are the programs the live tests run, with the Debian package
-// that provides each.
+// liveTools are the programs every live test runs, with the Debian
+// package that provides each.
 var liveTools = map[string]string{
 	"ip":    "iproute2",
 	"nginx": "nginx-light",
 	"curl":  "curl",
+}
+
+// liveMoreTools are programs only some live tests run (the end-to-end
+// tests of e2e_test.go), with their Debian packages.
+var liveMoreTools = map[string]string{
+	"wrk":       "wrk",
+	"tcpreplay": "tcpreplay",
 }
 
 // liveRequireRoot skips the test unless it runs as root.
@@ -62,6 +72,9 @@ func liveTool(t *testing.T, name string) string {
 		}
 	}
 	pkg := liveTools[name]
+	if pkg == "" {
+		pkg = liveMoreTools[name]
+	}
 	t.Fatalf("%s is not installed: the live tests need it; install the Debian package %s (apt-get install %s)", name, pkg, pkg)
 	return ""
 }
@@ -210,9 +223,13 @@ func (p *liveProc) terminate(grace time.Duration) {
 // liveTopology is a server and a client network namespace, joined by a
 // veth pair, and the processes the test started in them. Cleanup (run by
 // t.Cleanup) ends those processes by PID, then deletes the namespaces.
+// More namespaces, links and VLANs can be added (addNamespace, addLink,
+// addVLAN); Cleanup deletes them too.
 type liveTopology struct {
 	t      *testing.T
 	ip     string // path of ip(8)
+	seq    int    // number of the topology in this process
+	x      int    // 1…250, the third byte of its IPv4 subnets
 	srvNS  string // server namespace, e.g. hl-srv-<pid>-<n>
 	cliNS  string // client namespace
 	srvIf  string // veth end in srvNS
@@ -240,13 +257,12 @@ func newLiveTopology(t *testing.T) *liveTopology {
 		liveTool(t, name)
 	}
 	n := int(liveSeq.Add(1))
-	pid := os.Getpid()
-	x := (pid+n)%250 + 1
+	x := (os.Getpid()+n)%250 + 1
 	tp := &liveTopology{
 		t:     t,
 		ip:    liveTool(t, "ip"),
-		srvNS: fmt.Sprintf("hl-srv-%d-%d", pid, n),
-		cliNS: fmt.Sprintf("hl-cli-%d-%d", pid, n),
+		seq:   n,
+		x:     x,
 		srvIf: "hl-veth-s", // names live inside the namespaces: no clash
 		cliIf: "hl-veth-c",
 		srv4:  fmt.Sprintf("10.200.%d.1", x),
@@ -255,33 +271,87 @@ func newLiveTopology(t *testing.T) *liveTopology {
 		cli6:  "fd00:200::2",
 	}
 	t.Cleanup(tp.Cleanup)
-	for _, ns := range []string{tp.srvNS, tp.cliNS} {
-		tp.run("netns", "add", ns)
-		tp.mu.Lock()
-		tp.netns = append(tp.netns, ns)
-		tp.mu.Unlock()
-		tp.run("-n", ns, "link", "set", "lo", "up")
-	}
-	tp.run("-n", tp.srvNS, "link", "add", tp.srvIf, "type", "veth", "peer", "name", tp.cliIf, "netns", tp.cliNS)
-	for _, end := range []struct{ ns, dev, v4, v6 string }{
-		{tp.srvNS, tp.srvIf, tp.srv4, tp.srv6},
-		{tp.cliNS, tp.cliIf, tp.cli4, tp.cli6},
-	} {
-		tp.run("-n", end.ns, "addr", "add", end.v4+"/24", "dev", end.dev)
-		tp.run("-n", end.ns, "addr", "add", end.v6+"/64", "dev", end.dev, "nodad")
-		tp.run("-n", end.ns, "link", "set", end.dev, "up")
-	}
-	// Both ends up: wait for the carrier, so that the first SYN is not lost.
-	for _, end := range [][2]string{{tp.srvNS, tp.srvIf}, {tp.cliNS, tp.cliIf}} {
-		ok := liveWaitFor(5*time.Second, func() bool {
-			out, err := exec.Command(tp.ip, "-n", end[0], "-o", "link", "show", end[1]).Output()
-			return err == nil && strings.Contains(string(out), "LOWER_UP")
-		})
-		if !ok {
-			t.Fatalf("%s in %s does not come up", end[1], end[0])
-		}
-	}
+	tp.srvNS = tp.addNamespace("srv")
+	tp.cliNS = tp.addNamespace("cli")
+	tp.addLink(liveEnd{tp.srvNS, tp.srvIf, tp.srv4, tp.srv6}, liveEnd{tp.cliNS, tp.cliIf, tp.cli4, tp.cli6})
 	return tp
+}
+
+// liveEnd is one end of a link: a device in a namespace and its IPv4 (/24)
+// and IPv6 (/64) addresses, without prefix length.
+type liveEnd struct {
+	ns, dev, v4, v6 string
+}
+
+// addNamespace makes one more namespace, hl-ROLE-PID-N, with lo up; Cleanup
+// deletes it.
+func (tp *liveTopology) addNamespace(role string) string {
+	tp.t.Helper()
+	ns := fmt.Sprintf("hl-%s-%d-%d", role, os.Getpid(), tp.seq)
+	tp.run("netns", "add", ns)
+	tp.mu.Lock()
+	tp.netns = append(tp.netns, ns)
+	tp.mu.Unlock()
+	tp.run("-n", ns, "link", "set", "lo", "up")
+	return ns
+}
+
+// addLink joins two namespaces with a veth pair, addresses both ends (the
+// IPv6 addresses nodad, so usable at once), brings them up and waits for
+// the carrier, so that the first SYN is not lost.
+func (tp *liveTopology) addLink(a, b liveEnd) {
+	tp.t.Helper()
+	tp.run("-n", a.ns, "link", "add", a.dev, "type", "veth", "peer", "name", b.dev, "netns", b.ns)
+	tp.address(a)
+	tp.address(b)
+	tp.waitUp(a) // a veth has its carrier once both ends are up
+	tp.waitUp(b)
+}
+
+// addVLAN makes the 802.1Q sub-interface DEV.ID on end.dev (which keeps
+// its own addresses), with the addresses of end, and returns its name.
+func (tp *liveTopology) addVLAN(end liveEnd, id int) string {
+	tp.t.Helper()
+	vlan := fmt.Sprintf("%s.%d", end.dev, id)
+	tp.run("-n", end.ns, "link", "add", "link", end.dev, "name", vlan, "type", "vlan", "id", strconv.Itoa(id))
+	end.dev = vlan
+	tp.address(end)
+	tp.waitUp(end)
+	return vlan
+}
+
+// address gives a device its addresses and brings it up.
+func (tp *liveTopology) address(end liveEnd) {
+	tp.t.Helper()
+	tp.run("-n", end.ns, "addr", "add", end.v4+"/24", "dev", end.dev)
+	tp.run("-n", end.ns, "addr", "add", end.v6+"/64", "dev", end.dev, "nodad")
+	tp.run("-n", end.ns, "link", "set", end.dev, "up")
+}
+
+// waitUp waits for the carrier of a device (LOWER_UP).
+func (tp *liveTopology) waitUp(end liveEnd) {
+	tp.t.Helper()
+	ok := liveWaitFor(5*time.Second, func() bool {
+		out, err := exec.Command(tp.ip, "-n", end.ns, "-o", "link", "show", end.dev).Output()
+		return err == nil && strings.Contains(string(out), "LOWER_UP")
+	})
+	if !ok {
+		tp.t.Fatalf("%s in %s does not come up", end.dev, end.ns)
+	}
+}
+
+// setMTU sets the MTU of a device in a namespace.
+func (tp *liveTopology) setMTU(ns, dev string, mtu int) {
+	tp.t.Helper()
+	tp.run("-n", ns, "link", "set", "dev", dev, "mtu", strconv.Itoa(mtu))
+}
+
+// exec runs argv inside namespace ns to its end and returns its standard
+// output and error together.
+func (tp *liveTopology) exec(ns string, argv ...string) ([]byte, error) {
+	cmd := exec.Command(tp.ip, append([]string{"netns", "exec", ns}, argv...)...)
+	cmd.Env = liveEnv()
+	return cmd.CombinedOutput()
 }
 
 // run runs ip(8) with args, failing the test on an error.
@@ -351,9 +421,12 @@ type liveNginx struct {
 }
 
 // startNginx runs nginx in namespace ns with a configuration of its own:
-// it listens on 80 and 8080 (IPv4) and [::]:80, serves /hello.txt
-// (text/plain) and / (index.html), answers 302 on /redirect and 200 "ok\n"
-// to any method on /api; everything else is nginx's own (404, 405 …).
+// it listens on 80 and 8080 (IPv4 and IPv6), serves /hello.txt
+// (text/plain) and / (index.html), answers 302 on /redirect, 200 "ok\n"
+// to any method on /api and 200 "small\n" on /small; everything else is
+// nginx's own (404, 405 …). Its access log has the combined format
+// followed by the client port, the time, the Host header and the server
+// endpoint (see liveAccessLine).
 func (tp *liveTopology) startNginx(ns string) *liveNginx {
 	t := tp.t
 	t.Helper()
@@ -375,9 +448,10 @@ daemon off;
 master_process off;
 pid %s;
 error_log %s info;
-events { worker_connections 64; }
+events { worker_connections 256; }
 http {
-	access_log %s;
+	log_format hl '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $remote_port $msec "$http_host" $server_addr $server_port';
+	access_log %s hl;
 	client_body_temp_path %s;
 	proxy_temp_path %s;
 	fastcgi_temp_path %s;
@@ -389,9 +463,11 @@ http {
 		listen 80;
 		listen 8080;
 		listen [::]:80;
+		listen [::]:8080;
 		root %s;
 		location = /redirect { return 302 /hello.txt; }
 		location = /api { return 200 "ok\n"; }
+		location = /small { return 200 "small\n"; }
 	}
 }
 `, q(filepath.Join(dir, "nginx.pid")), q(n.errlog), q(n.access),
@@ -428,6 +504,63 @@ func (n *liveNginx) stop(t *testing.T) []string {
 		}
 	}
 	return lines
+}
+
+// liveAccess is one line of the test nginx's access log (log_format hl):
+// the combined format, then $remote_port $msec "$http_host" $server_addr
+// $server_port.
+type liveAccess struct {
+	client, server netip.AddrPort
+	request        string    // the request line as received (nginx's \xHH escapes undone)
+	status         int       // the status nginx answered, or logged (499: client went away)
+	ua, host       string    // User-Agent and Host as received, "-" if absent
+	at             time.Time // $msec: when nginx logged the request, after its response
+}
+
+var liveAccessRE = regexp.MustCompile(`^(\S+) - \S+ \[[^\]]*\] "([^"]*)" (\d{3}) \d+ "[^"]*" "([^"]*)" (\d+) (\d+)\.(\d{3}) "([^"]*)" (\S+) (\d+)$`)
+
+// liveParseAccess parses an access log line of the test's nginx.
+func liveParseAccess(line string) (liveAccess, bool) {
+	m := liveAccessRE.FindStringSubmatch(line)
+	if m == nil {
+		return liveAccess{}, false
+	}
+	cport, err1 := strconv.ParseUint(m[5], 10, 16)
+	sec, err2 := strconv.ParseInt(m[6], 10, 64)
+	ms, err3 := strconv.ParseInt(m[7], 10, 64)
+	sport, err4 := strconv.ParseUint(m[10], 10, 16)
+	caddr, err5 := netip.ParseAddr(m[1])
+	saddr, err6 := netip.ParseAddr(m[9])
+	status, err7 := strconv.Atoi(m[3])
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
+		return liveAccess{}, false
+	}
+	return liveAccess{
+		client:  netip.AddrPortFrom(caddr.Unmap(), uint16(cport)),
+		server:  netip.AddrPortFrom(saddr.Unmap(), uint16(sport)),
+		request: liveUnescapeNginx(m[2]),
+		status:  status,
+		ua:      liveUnescapeNginx(m[4]),
+		host:    liveUnescapeNginx(m[8]),
+		at:      time.Unix(sec, ms*int64(time.Millisecond)),
+	}, true
+}
+
+// liveUnescapeNginx undoes the escaping of nginx's access log: '"', '\\'
+// and bytes below 0x20 or from 0x7f on are written \xHH.
+func liveUnescapeNginx(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' {
+			if v, err := strconv.ParseUint(s[i+2:i+4], 16, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // startHttplog runs the httplog binary in namespace ns on interface iface,
@@ -569,6 +702,9 @@ type liveRequest struct {
 	ua     string   // User-Agent to send (-A); "" = curl's own; "-" = none
 	body   string   // request body (-d)
 	header []string // more headers (-H)
+	args   []string // more curl options, e.g. --path-as-is
+	target string   // the request-target curl sends, when the URL's Go
+	// form (RequestURI) differs from it, e.g. with --path-as-is
 }
 
 // liveExchange is a request as curl made it and the response it got.
@@ -589,11 +725,36 @@ func liveAddr(ap netip.AddrPort) string {
 // requestText and responseText are the lines httplog must write for the
 // exchange, after the timestamp, with the given TYPE.
 func (x *liveExchange) requestText(typ string) string {
-	return fmt.Sprintf("%s %s %s %s %s %s", liveAddr(x.client), liveAddr(x.server), typ, x.requestLine, x.host, x.ua)
+	return fmt.Sprintf("%s %s %s %s %s %s", liveAddr(x.client), liveAddr(x.server), typ,
+		liveEscape(x.requestLine), liveEscape(x.host), liveEscape(x.ua))
 }
 
 func (x *liveExchange) responseText(typ string) string {
-	return fmt.Sprintf("%s %s %s %s %s %s", liveAddr(x.server), liveAddr(x.client), typ, x.status, x.length, x.ctype)
+	return fmt.Sprintf("%s %s %s %s %s %s", liveAddr(x.server), liveAddr(x.client), typ,
+		liveEscape(x.status), liveEscape(x.length), liveEscape(x.ctype))
+}
+
+// liveEscape is the escaping of the spec (§2), written here from its words
+// rather than taken from the parser: every byte 0x00–0x1f and 0x7f, and
+// every byte that is not part of valid UTF-8, becomes \xNN (lower-case
+// hex), a backslash becomes \\, and nothing else changes.
+func liveEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case r == '\\':
+			b.WriteString("\\\\")
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 var liveUA struct {
@@ -633,6 +794,9 @@ func liveCurl(t *testing.T, tp *liveTopology, ns string, r liveRequest) liveExch
 	}
 	x := liveExchange{req: r, host: u.Host, ua: liveCurlUA(t)}
 	x.requestLine = r.method + " " + u.RequestURI() + " HTTP/1.1"
+	if r.target != "" {
+		x.requestLine = r.method + " " + r.target + " HTTP/1.1"
+	}
 	hdr := filepath.Join(t.TempDir(), "headers")
 	args := []string{"netns", "exec", ns, liveTool(t, "curl"), "-q", "-sS", "-g", "--http1.1", "--noproxy", "*",
 		"--max-time", "5", "-o", "/dev/null", "-D", hdr,
@@ -667,6 +831,7 @@ func liveCurl(t *testing.T, tp *liveTopology, ns string, r liveRequest) liveExch
 	for _, h := range r.header {
 		args = append(args, "-H", h)
 	}
+	args = append(args, r.args...)
 	args = append(args, r.url)
 	cmd := exec.Command(tp.ip, args...)
 	cmd.Env = liveEnv()
@@ -724,6 +889,21 @@ func liveAddrPort(t *testing.T, ip, port string) netip.AddrPort {
 // lies between from and to. It returns the number of lines of each type.
 func liveExpect(t *testing.T, lines []liveLine, xs []liveExchange, reqType, respType string, from, to time.Time) map[string]int {
 	t.Helper()
+	return liveExpectGroups(t, lines, []liveGroup{{xs, reqType, respType}}, from, to)
+}
+
+// liveGroup is exchanges whose lines have the same two types, e.g. those
+// a host served (CQ, CR) and those it made (SQ, SR).
+type liveGroup struct {
+	xs                []liveExchange
+	reqType, respType string
+}
+
+// liveExpectGroups is liveExpect for several groups of exchanges at once:
+// each exchange's request and response appear exactly once, with the types
+// of its group, and no other line was written.
+func liveExpectGroups(t *testing.T, lines []liveLine, groups []liveGroup, from, to time.Time) map[string]int {
+	t.Helper()
 	count := map[string]int{}
 	index := map[string][]int{}
 	for i, l := range lines {
@@ -733,6 +913,32 @@ func liveExpect(t *testing.T, lines []liveLine, xs []liveExchange, reqType, resp
 			t.Errorf("timestamp %s outside the test's run (%s … %s): %s", l.ts.Format(time.StampMilli), from.Format(time.StampMilli), to.Format(time.StampMilli), l.rest)
 		}
 	}
+	want := map[string]int{}
+	for _, g := range groups {
+		want[g.reqType] += len(g.xs)
+		want[g.respType] += len(g.xs)
+		liveExpectGroup(t, lines, index, g)
+	}
+	for _, typ := range []string{"CQ", "CR", "SQ", "SR"} {
+		if count[typ] != want[typ] {
+			t.Errorf("%d %s lines, want %d", count[typ], typ, want[typ])
+		}
+	}
+	if t.Failed() {
+		var all []string
+		for _, l := range lines {
+			all = append(all, l.file+": "+l.ts.Format("15:04:05.000")+" "+l.rest)
+		}
+		t.Logf("the lines written:\n%s", strings.Join(all, "\n"))
+	}
+	return count
+}
+
+// liveExpectGroup checks the lines of one group's exchanges; index maps a
+// line's text (after the timestamp) to its positions in lines.
+func liveExpectGroup(t *testing.T, lines []liveLine, index map[string][]int, g liveGroup) {
+	t.Helper()
+	xs, reqType, respType := g.xs, g.reqType, g.respType
 	for i := range xs {
 		x := &xs[i]
 		q, r := x.requestText(reqType), x.responseText(respType)
@@ -750,20 +956,6 @@ func liveExpect(t *testing.T, lines []liveLine, xs []liveExchange, reqType, resp
 			}
 		}
 	}
-	want := map[string]int{reqType: len(xs), respType: len(xs)}
-	for _, typ := range []string{"CQ", "CR", "SQ", "SR"} {
-		if count[typ] != want[typ] {
-			t.Errorf("%d %s lines, want %d", count[typ], typ, want[typ])
-		}
-	}
-	if t.Failed() {
-		var all []string
-		for _, l := range lines {
-			all = append(all, l.file+": "+l.ts.Format("15:04:05.000")+" "+l.rest)
-		}
-		t.Logf("the lines written:\n%s", strings.Join(all, "\n"))
-	}
-	return count
 }
 
 var liveStatsRE = regexp.MustCompile(`([a-zA-Z_]+)=(\d+)`)
