@@ -153,6 +153,12 @@ func TestRingFor(t *testing.T) {
 	if total := g.blockSize * g.numBlocks; total > 8<<20 || total < 7<<20 {
 		t.Errorf("ring of %d bytes for -b 8", total)
 	}
+	for _, mb := range []int{1, 8, 64} {
+		g, err := ringFor(1560, mb)
+		if err != nil || g.numBlocks < minBlocks || g.blockSize > maxBlock {
+			t.Errorf("-b %d: %+v, %v; want at least %d blocks of at most 1 MiB", mb, g, err, minBlocks)
+		}
+	}
 	if _, err := ringFor(262144, 0); err == nil || !strings.Contains(err.Error(), "-b 0") {
 		t.Errorf("ringFor(262144, 0) error = %v, want one naming -b 0", err)
 	}
