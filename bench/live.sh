@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# bench/live.sh — httplog on a live interface beside tcpdump (the floor)
+# and httpry, the same capture replayed at several rates.
+#
+# Two network namespaces of this run (hlr-tx-PID, hlr-rx-PID) joined by a
+# veth pair. tcpreplay sends $PCAP (default bench/out/nginx.pcap, from
+# bench/traffic.sh) into the tx end; the capturer listens on the rx end,
+# which holds the capture's server address 10.201.0.1/24, so that httplog
+# finds CQ/CR as it does on the server. The replayed frames are addressed
+# to other MAC addresses, so the rx namespace's own IP stack ignores them
+# (no resets come back); offloads are off on both ends, as in traffic.sh.
+#
+# For each rate of $RATES (packets/s for tcpreplay --pps, or "top" for
+# --topspeed) and each capturer of $CAPTURERS, in turn:
+#   start the capturer in the rx namespace, wait $START_WAIT s;
+#   tcpreplay (in the tx namespace); wait $STOP_WAIT s (libpcap's ring
+#   blocks are handed over after up to 1 s), then
+#   until the capturer's CPU time stops growing (it has caught up),
+#   read its utime+stime from /proc/PID/stat, stop it (tcpdump and httpry
+#   with SIGINT, httplog with SIGTERM) and read what it says at exit.
+#
+#   tcpdump   tcpdump -i RX -n -s 1560 -B 8192 -w /dev/null  (the floor: the
+#             same snap length and ring size as httplog's defaults)
+#   httplog   httplog -i RX -p 80 -d DIR -log_every 0
+#   httpry    httpry -i RX -o DIR/httpry.txt
+#
+# Reported per run: the rate tcpreplay achieved, packets it sent, packets
+# the capturer saw, lines logged against lines expected (CQ+CR of httplog -r
+# on the same packets), kernel drops (httplog's statistics line, tcpdump's
+# "dropped by kernel"), packets dropped before any socket saw them (the
+# growth of the kernel's softnet backlog drops), CPU seconds (user+sys), in
+# all and per million packets sent, and the context switches of all the
+# capturer's threads (/proc/PID/task/*/status). CPU here is the capturer's process only: the
+# kernel's work of filtering and copying a frame into the ring runs in the
+# sender's softirq and is charged to tcpreplay, alike for every capturer.
+#
+# Usage (root): bench/live.sh
+# Parameters (environment): PCAP, RATES ("50000 100000 200000 top"),
+# CAPTURERS ("tcpdump httplog httpry"), LIMIT (packets to replay per run;
+# default all), START_WAIT (2), STOP_WAIT (1.5), HTTPLOG (./httplog),
+# HTTPLOG_EXTRA (more httplog flags, e.g. "-cpuprofile bench/out/live.prof"),
+# QUIET_LOAD, QUIET_WAIT (see bench/lib.sh).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+
+PCAP=${PCAP:-bench/out/nginx.pcap}
+read -r -a rates <<<"${RATES:-50000 100000 200000 top}"
+read -r -a capturers <<<"${CAPTURERS:-tcpdump httplog httpry}"
+LIMIT=${LIMIT:-}
+START_WAIT=${START_WAIT:-2}
+STOP_WAIT=${STOP_WAIT:-1.5}
+read -r -a httplog_extra <<<"${HTTPLOG_EXTRA:-}"
+HTTPLOG=${HTTPLOG:-./httplog}
+
+need_root
+need_pkgs tcpreplay tcpdump httpry iproute2:ip ethtool
+if [[ ! -r $PCAP ]]; then
+	echo "live.sh: $PCAP: not found; make it with bench/traffic.sh" >&2
+	exit 1
+fi
+[[ -x $HTTPLOG ]] || run ./make.sh
+out=bench/out/live
+rm -rf "$out"
+mkdir -p "$out"
+run cp "$HTTPLOG" "$out/httplog"
+machine_line
+"$out/httplog" -v
+hz=$(getconf CLK_TCK)
+
+tx=hlr-tx-$$ rx=hlr-rx-$$
+vt=hlrt$$ vr=hlrr$$
+pids=()
+cleanup() {
+	local pid
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	ip netns del "$tx" 2>/dev/null || true
+	ip netns del "$rx" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "namespaces $tx (tcpreplay on $vt) and $rx (capture on $vr, 10.201.0.1/24)"
+run ip netns add "$tx"
+run ip netns add "$rx"
+run ip link add "$vt" netns "$tx" type veth peer name "$vr" netns "$rx"
+run ip -n "$rx" addr add 10.201.0.1/24 dev "$vr"
+for ns in "$tx" "$rx"; do
+	run ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1
+	run ip -n "$ns" link set lo up
+done
+run ip -n "$tx" link set "$vt" up
+run ip -n "$rx" link set "$vr" up
+run ip netns exec "$tx" ethtool -K "$vt" tso off gso off gro off
+run ip netns exec "$rx" ethtool -K "$vr" tso off gso off gro off
+
+say "reading $PCAP once into the page cache"
+cat "$PCAP" >/dev/null
+say "expected lines: httplog -r $PCAP${LIMIT:+ -c $LIMIT} (CQ+CR)"
+count=()
+[[ -n $LIMIT ]] && count=(-c "$LIMIT")
+stats=$("$out/httplog" -r "$PCAP" -p 80 -d "$out/expected" -log_every 0 "${count[@]}" 2>&1 | grep 'stats:')
+echo "$stats"
+expected=$(awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } print v["CQ"] + v["CR"] }' <<<"$stats")
+say "$expected lines expected per run"
+
+# softnet_drops prints the kernel's total of frames dropped because a CPU's
+# input backlog was full (second column of /proc/net/softnet_stat, hex).
+softnet_drops() {
+	local total=0 _a d
+	while read -r _a d _; do
+		total=$((total + 16#$d))
+	done </proc/net/softnet_stat
+	echo "$total"
+}
+
+# cpu_ticks prints utime+stime of a process, in clock ticks.
+cpu_ticks() {
+	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+# cpu_split prints utime and stime of a process, in clock ticks.
+cpu_split() {
+	awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"
+}
+
+# switches prints the context switches of all threads of a process,
+# voluntary (a thread went to sleep: each is a wake-up later) and not.
+switches() {
+	cat "/proc/$1"/task/*/status | awk '/^voluntary_ctxt_switches/ { v += $2 } /^nonvoluntary_ctxt_switches/ { n += $2 } END { print v + n }'
+}
+
+# settle waits until a process's CPU time stops growing (it has read what
+# the ring holds), up to 20 s.
+settle() {
+	local last now i
+	last=$(cpu_ticks "$1")
+	for ((i = 0; i < 40; i++)); do
+		sleep 0.5
+		now=$(cpu_ticks "$1")
+		[[ $now == "$last" ]] && return 0
+		last=$now
+	done
+}
+
+# stat_field prints the number after NAME= in a statistics line.
+stat_field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$2"; }
+
+results=$out/results.txt
+printf '| rate asked | capturer | achieved pps | sent | seen | lines / expected | kernel drops | backlog drops | CPU s (user+sys) | CPU s / M packets | context switches |\n|---|---|---|---|---|---|---|---|---|---|---|\n' >"$results"
+
+for rate in "${rates[@]}"; do
+	for who in "${capturers[@]}"; do
+		wait_quiet
+		dir=$out/$rate-$who
+		mkdir -p "$dir"
+		case $who in
+		tcpdump) cmd=(tcpdump -i "$vr" -n -s 1560 -B 8192 -w /dev/null) sig=INT ;;
+		httplog) cmd=("$out/httplog" -i "$vr" -p 80 -d "$dir" -log_every 0 "${httplog_extra[@]}") sig=TERM ;;
+		httpry) cmd=(httpry -i "$vr" -o "$dir/httpry.txt") sig=INT ;;
+		*)
+			echo "live.sh: unknown capturer $who" >&2
+			exit 2
+			;;
+		esac
+		say "rate $rate, $who"
+		printf '+ ip netns exec %s %s\n' "$rx" "${cmd[*]}" >&2
+		ip netns exec "$rx" "${cmd[@]}" >"$dir/stdout.txt" 2>"$dir/stderr.txt" &
+		pid=$!
+		pids+=("$pid")
+		sleep "$START_WAIT"
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "live.sh: $who did not start:" >&2
+			cat "$dir/stderr.txt" >&2
+			exit 1
+		fi
+		speed=(--pps="$rate")
+		[[ $rate == top ]] && speed=(--topspeed)
+		limit=()
+		[[ -n $LIMIT ]] && limit=(--limit="$LIMIT")
+		drops0=$(softnet_drops)
+		run ip netns exec "$tx" tcpreplay -i "$vt" "${speed[@]}" "${limit[@]}" "$PCAP" >"$dir/tcpreplay.txt" 2>&1
+		drops1=$(softnet_drops)
+		sleep "$STOP_WAIT"
+		settle "$pid"
+		read -r uticks sticks < <(cpu_split "$pid")
+		ticks=$((uticks + sticks))
+		ctxsw=$(switches "$pid")
+		# Per thread: tid, utime, stime (ticks), voluntary, nonvoluntary switches.
+		for task in /proc/"$pid"/task/*; do
+			printf '%s %s %s %s\n' "${task##*/}" "$(awk '{ sub(/^.*\) /, ""); print $12, $13 }' "$task/stat")" \
+				"$(awk '/^voluntary_ctxt_switches/ { print $2 }' "$task/status")" "$(awk '/^nonvoluntary_ctxt_switches/ { print $2 }' "$task/status")"
+		done >"$dir/threads.txt"
+		kill -s "$sig" "$pid"
+		# httpry exits with 2 after SIGINT: not a failure.
+		wait "$pid" || [[ $who == httpry ]] || echo "live.sh: $who exited with $?" >&2
+		grep -E 'Actual|Rated|Failed' "$dir/tcpreplay.txt" >&2 || true
+		sent=$(sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p' "$dir/tcpreplay.txt")
+		pps=$(sed -n 's/.*Rated: .* \([0-9.]*\) pps.*/\1/p' "$dir/tcpreplay.txt")
+		lines=- kdrops=- seen=-
+		case $who in
+		tcpdump)
+			cat "$dir/stderr.txt" >&2
+			seen=$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$dir/stderr.txt")
+			kdrops=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$dir/stderr.txt")
+			;;
+		httplog)
+			st=$(grep 'stats:' "$dir/stderr.txt" | tail -1)
+			echo "$st" >&2
+			seen=$(stat_field packets "$st")
+			kdrops=$(stat_field kernel_drops "$st")
+			lines=$({ cat "$dir"/http-*.log 2>/dev/null || true; } | wc -l)
+			;;
+		httpry)
+			grep -h 'packets received' "$dir/stderr.txt" "$dir/stdout.txt" >&2 || true
+			seen=$(sed -n 's/^\([0-9]*\) packets received.*/\1/p' "$dir/stdout.txt" "$dir/stderr.txt" | head -1)
+			kdrops=$(sed -n 's/.* \([0-9]*\) packets dropped.*/\1/p' "$dir/stdout.txt" "$dir/stderr.txt" | head -1)
+			lines=$(grep -vc '^#' "$dir/httpry.txt" || true)
+			;;
+		esac
+		lratio=-
+		[[ $lines != - ]] && lratio=$(awk -v l="$lines" -v e="$expected" 'BEGIN { printf "%d / %d (%.2f %%)", l, e, (e > 0 ? 100 * l / e : 100) }')
+		awk -v rate="$rate" -v who="$who" -v pps="$pps" -v sent="$sent" -v seen="$seen" -v lr="$lratio" \
+			-v kd="$kdrops" -v bd="$((drops1 - drops0))" -v t="$ticks" -v ut="$uticks" -v st="$sticks" -v hz="$hz" -v cs="$ctxsw" 'BEGIN {
+			cpu = t / hz
+			printf "| %s | %s | %.0f | %d | %s | %s | %s | %d | %.2f (%.2f+%.2f) | %.3f | %d |\n", rate, who, pps, sent, seen, lr, kd, bd, cpu, ut / hz, st / hz, cpu / (sent / 1e6), cs
+		}' | tee -a "$results" >&2
+	done
+done
+
+echo
+say "results"
+echo "$(machine_line); expected lines per run: $expected"
+echo
+cat "$results"
