@@ -45,6 +45,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -73,6 +74,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if cfg.Version {
 		fmt.Fprintf(stdout, "httplog version %s\n", version)
 		return 0
+	}
+	// -cpu is also how many CPUs httplog runs on. With more Go processors
+	// than busy goroutines, the scheduler's threads wake and spin around
+	// every blocking read of the ring: at -cpu 1 one processor halved the
+	// CPU time per packet of a live capture (docs/BENCHMARKS.md). An
+	// explicit GOMAXPROCS in the environment wins.
+	if getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(cfg.Parsers)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -196,8 +205,8 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 		limit: int64(cfg.Count), logEvery: uint64(cfg.LogEvery),
 		report: func(rs *readerStats) { logger.Print(statsLine(rs, &wstats)) },
 	}
-	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d parser(s), lines to %s",
-		version, src.describe(), portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, destination(cfg))
+	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d parser(s) on %d CPU(s), lines to %s",
+		version, src.describe(), portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, runtime.GOMAXPROCS(0), destination(cfg))
 	readErr := r.run(ctx)
 	<-written
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -255,5 +256,26 @@ func TestReaderKernelAccounting(t *testing.T) {
 	}
 	if _, open := <-q; open {
 		t.Error("the parser queue was not closed")
+	}
+}
+
+// TestCPUsFollowFlag: -cpu sets how many CPUs the binary runs on, unless
+// GOMAXPROCS is set; the start message says which.
+func TestCPUsFollowFlag(t *testing.T) {
+	for _, tt := range []struct {
+		env  []string
+		cpu  string
+		want string
+	}{
+		{nil, "1", "1 parser(s) on 1 CPU(s)"},
+		{nil, "2", "2 parser(s) on 2 CPU(s)"},
+		{[]string{"GOMAXPROCS=3"}, "1", "1 parser(s) on 3 CPU(s)"},
+	} {
+		cmd := exec.Command(liveBinary(t), "-r", filepath.Join("testdata", "seed.pcap"), "-d", "-", "-cpu", tt.cpu)
+		cmd.Env = append(liveEnv(), tt.env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), tt.want) {
+			t.Errorf("-cpu %s %v: %v, want %q in\n%s", tt.cpu, tt.env, err, tt.want, out)
+		}
 	}
 }
