@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +25,23 @@ func corpusDir(t testing.TB) string {
 		t.Fatalf("capture corpus not found at %s (set HTTPLOG_CORPUS): %v", dir, err)
 	}
 	return dir
+}
+
+// corpusCaptures lists the captures of the corpus, in name order.
+func corpusCaptures(t testing.TB) []string {
+	t.Helper()
+	var captures []string
+	err := filepath.WalkDir(filepath.Join(corpusDir(t), "pcaps"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".pcap") || strings.HasSuffix(path, ".pcapng")) {
+			captures = append(captures, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(captures)
+	return captures
 }
 
 // runPipeline runs httplog in-process on args with timestamps in UTC and
@@ -44,16 +62,7 @@ func runPipeline(t testing.TB, args ...string) (string, string, int) {
 // compares the lines with the oracle: same packets, fields and order.
 func TestCorpus(t *testing.T) {
 	root := filepath.Join(corpusDir(t), "pcaps")
-	var captures []string
-	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".pcap") || strings.HasSuffix(path, ".pcapng")) {
-			captures = append(captures, path)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	captures := corpusCaptures(t)
 	if len(captures) < 100 {
 		t.Fatalf("found only %d captures under %s", len(captures), root)
 	}

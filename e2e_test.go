@@ -501,7 +501,7 @@ func e2eHostileReplay(t *testing.T) {
 	for _, end := range [][2]string{{tp.srvNS, tp.srvIf}, {tp.cliNS, tp.cliIf}} {
 		tp.setMTU(end[0], end[1], 9000)
 	}
-	captures := e2eCorpus(t)
+	captures := corpusCaptures(t)
 	dir := liveLogDir(t)
 	// -local: every address is this host's, as for -r; -s: whole frames.
 	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir, "-p", "any", "-s", "65535", "-b", "64", "-local", "0.0.0.0/0,::/0")
@@ -1337,23 +1337,6 @@ func e2eEndpoint(l liveLine, response bool) string {
 // ---------------------------------------------------------------------------
 // Helpers
 
-// e2eCorpus lists the captures of the shared corpus.
-func e2eCorpus(t *testing.T) []string {
-	t.Helper()
-	root := filepath.Join(corpusDir(t), "pcaps")
-	var captures []string
-	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".pcap") || strings.HasSuffix(path, ".pcapng")) {
-			captures = append(captures, path)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(captures)
-	return captures
-}
 
 // e2eReadCapture returns the frames of a pcap or pcapng file, in order, as
 // captured (up to a cut at the end of a truncated file).

@@ -88,3 +88,20 @@ machine_line() {
 	model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	printf 'machine: %s CPUs, %s, kernel %s, %s\n' "$(nproc)" "$model" "$(uname -r)" "$(go version 2>/dev/null || echo 'go: not found')"
 }
+
+# The processes and network namespaces of this run, ended and removed on
+# exit by cleanup (scripts set: trap cleanup EXIT).
+pids=()
+namespaces=()
+cleanup() {
+	local pid ns
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	for ns in "${namespaces[@]}"; do
+		ip netns del "$ns" 2>/dev/null || true
+	done
+}

@@ -71,18 +71,7 @@ hz=$(getconf CLK_TCK)
 
 tx=hlr-tx-$$ rx=hlr-rx-$$
 vt=hlrt$$ vr=hlrr$$
-pids=()
-cleanup() {
-	local pid
-	for pid in "${pids[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${pids[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	ip netns del "$tx" 2>/dev/null || true
-	ip netns del "$rx" 2>/dev/null || true
-}
+namespaces=("$tx" "$rx")
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

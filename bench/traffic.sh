@@ -41,19 +41,7 @@ base=$PWD/bench/out
 srv=hlb-srv-$$ cli=hlb-cli-$$
 vs=hlbs$$ vc=hlbc$$
 server=10.201.0.1 client=10.201.0.2
-pids=()
-
-cleanup() {
-	local pid
-	for pid in "${pids[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${pids[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	ip netns del "$srv" 2>/dev/null || true
-	ip netns del "$cli" 2>/dev/null || true
-}
+namespaces=("$srv" "$cli")
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
