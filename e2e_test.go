@@ -1016,12 +1016,20 @@ func e2eSend(ns, dev string, frames [][]byte) ([]error, error) {
 }
 
 // e2eInNetns runs fn on an OS thread of its own moved into network
-// namespace ns: sockets made there belong to ns. The thread stays locked
-// and ends with its goroutine, so no other goroutine ever runs in ns.
+// namespace ns: sockets made there belong to ns. The thread is moved back
+// before the result is reported (so that no thread of the test is left in
+// ns when it is deleted); if that fails it stays locked and ends with its
+// goroutine, so no other goroutine ever runs in ns.
 func e2eInNetns(ns string, fn func() error) error {
 	done := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			done <- err
+			return
+		}
+		defer home.Close()
 		f, err := os.Open(filepath.Join("/run/netns", ns))
 		if err != nil {
 			done <- err
@@ -1032,7 +1040,11 @@ func e2eInNetns(ns string, fn func() error) error {
 			done <- fmt.Errorf("setns %s: %v", ns, err)
 			return
 		}
-		done <- fn()
+		result := fn()
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- result
 	}()
 	return <-done
 }
@@ -1336,7 +1348,6 @@ func e2eEndpoint(l liveLine, response bool) string {
 
 // ---------------------------------------------------------------------------
 // Helpers
-
 
 // e2eReadCapture returns the frames of a pcap or pcapng file, in order, as
 // captured (up to a cut at the end of a truncated file).
