@@ -992,6 +992,22 @@ func liveCheckStats(t *testing.T, stderr string, count map[string]int) {
 }
 
 // liveCheckAccessLog checks that nginx logged as many requests as httplog.
+// liveFinish ends a test's run: stops httplog and nginx, and checks the
+// lines against the exchanges (requests reqType, responses respType sent
+// since from), the statistics line and nginx's access log. It returns the
+// lines for further checks.
+func liveFinish(t *testing.T, d *liveProc, ng *liveNginx, dir string, xs []liveExchange, reqType, respType string, from time.Time) []liveLine {
+	t.Helper()
+	to := time.Now()
+	stderr := stopHttplog(t, d)
+	access := ng.stop(t)
+	lines := readLines(t, dir) // also checks that each split file holds its type only
+	count := liveExpect(t, lines, xs, reqType, respType, from, to)
+	liveCheckStats(t, stderr, count)
+	liveCheckAccessLog(t, access, count, reqType)
+	return lines
+}
+
 func liveCheckAccessLog(t *testing.T, access []string, count map[string]int, reqType string) {
 	t.Helper()
 	if len(access) != count[reqType] {
@@ -1081,14 +1097,7 @@ func TestLiveNginxCurl(t *testing.T) {
 			t.Errorf("%s %s: nginx answered %q, want status %s", x.req.method, x.req.url, x.status, wantStatus[i])
 		}
 	}
-	to := time.Now()
-	stderr := stopHttplog(t, d)
-	access := ng.stop(t)
-
-	lines := readLines(t, dir)
-	count := liveExpect(t, lines, xs, "CQ", "CR", from, to)
-	liveCheckStats(t, stderr, count)
-	liveCheckAccessLog(t, access, count, "CQ")
+	lines := liveFinish(t, d, ng, dir, xs, "CQ", "CR", from)
 	// Day files only: http-YYYYMMDD.log.
 	for _, l := range lines {
 		if !liveDayFileRE.MatchString(l.file) {
@@ -1111,14 +1120,8 @@ func TestLiveSplitFiles(t *testing.T) {
 		liveCurl(t, tp, tp.cliNS, liveRequest{method: "POST", url: liveURL(tp.srv4, 8080, "/api"), body: "x=1"}),
 		liveCurl(t, tp, tp.cliNS, liveRequest{method: "GET", url: liveURL(tp.srv6, 80, "/redirect"), ua: "hl-split/6"}),
 	}
+	liveFinish(t, d, ng, dir, xs, "CQ", "CR", from)
 	to := time.Now()
-	stderr := stopHttplog(t, d)
-	access := ng.stop(t)
-
-	lines := readLines(t, dir) // checks that each split file holds its type only
-	count := liveExpect(t, lines, xs, "CQ", "CR", from, to)
-	liveCheckStats(t, stderr, count)
-	liveCheckAccessLog(t, access, count, "CQ")
 	// The files: CQ and CR of each day of the run (two around midnight).
 	want := map[string]bool{}
 	y, m, dd := from.Date()
@@ -1160,13 +1163,7 @@ func TestLiveSQSR(t *testing.T) {
 		liveCurl(t, tp, tp.cliNS, liveRequest{method: "PUT", url: liveURL(tp.srv4, 8080, "/api"), body: "v"}),
 		liveCurl(t, tp, tp.cliNS, liveRequest{method: "HEAD", url: liveURL(tp.srv6, 80, "/"), host: "sq.example.test"}),
 	}
-	to := time.Now()
-	stderr := stopHttplog(t, d)
-	access := ng.stop(t)
-
-	count := liveExpect(t, readLines(t, dir), xs, "SQ", "SR", from, to)
-	liveCheckStats(t, stderr, count)
-	liveCheckAccessLog(t, access, count, "SQ")
+	liveFinish(t, d, ng, dir, xs, "SQ", "SR", from)
 }
 
 // TestLiveLoopbackOnce: on lo the kernel shows every frame to a packet
@@ -1184,13 +1181,7 @@ func TestLiveLoopbackOnce(t *testing.T) {
 		liveCurl(t, tp, tp.srvNS, liveRequest{method: "POST", url: liveURL("127.0.0.1", 8080, "/api"), body: "lo"}),
 		liveCurl(t, tp, tp.srvNS, liveRequest{method: "GET", url: liveURL("::1", 80, "/redirect"), ua: "hl-lo/6"}),
 	}
-	to := time.Now()
-	stderr := stopHttplog(t, d)
-	access := ng.stop(t)
-
-	count := liveExpect(t, readLines(t, dir), xs, "CQ", "CR", from, to)
-	liveCheckStats(t, stderr, count)
-	liveCheckAccessLog(t, access, count, "CQ")
+	liveFinish(t, d, ng, dir, xs, "CQ", "CR", from)
 }
 
 // TestLiveStopDrainsRing: SIGTERM right after a request still logs it. The
