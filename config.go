@@ -10,7 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -175,21 +175,12 @@ func parsePorts(s string) ([]uint16, error) {
 		if err != nil || n == 0 {
 			return nil, fmt.Errorf("%q is not a port (1-65535) or any", f)
 		}
-		if !containsPort(ports, uint16(n)) {
+		if !slices.Contains(ports, uint16(n)) {
 			ports = append(ports, uint16(n))
 		}
 	}
-	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	slices.Sort(ports)
 	return ports, nil
-}
-
-func containsPort(ports []uint16, p uint16) bool {
-	for _, q := range ports {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
 
 // parseLocal reads a comma-separated list of addresses and CIDRs.

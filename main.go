@@ -182,7 +182,9 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	// Parsers.
 	pktFree := make(chan *pktBatch, cfg.Parsers*(queueDepth+2))
 	for i := 0; i < cap(pktFree); i++ {
-		pktFree <- &pktBatch{items: make([]pktItem, 0, batchSize), buf: make([]byte, 0, batchBytes+cfg.Snaplen)}
+		// buf grows with use, to at most batchBytes + one payload: with
+		// -cpu 256 -s 262144 a preallocated maximum would be 1.3 GB.
+		pktFree <- &pktBatch{items: make([]pktItem, 0, batchSize)}
 	}
 	queues := make([]chan *pktBatch, cfg.Parsers)
 	var parsers sync.WaitGroup

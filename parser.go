@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -490,21 +491,7 @@ func appendLine(b []byte, r *record, c *clock) ([]byte, uint32) {
 func appendEndpoint(b []byte, ap netip.AddrPort) []byte {
 	b = ap.Addr().AppendTo(b)
 	b = append(b, '#')
-	return appendUint(b, uint(ap.Port()))
-}
-
-func appendUint(b []byte, v uint) []byte {
-	var d [20]byte
-	i := len(d)
-	for {
-		i--
-		d[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			break
-		}
-	}
-	return append(b, d[i:]...)
+	return strconv.AppendUint(b, uint64(ap.Port()), 10)
 }
 
 // appendField writes a header value, or "-" for one absent or empty.
