@@ -142,21 +142,44 @@ func dash(s string) string {
 	return s
 }
 
+// lastStatsLine is the last statistics line of httplog's standard error.
+func lastStatsLine(stderr string) string {
+	i := strings.LastIndex(stderr, "stats: ")
+	if i < 0 {
+		return ""
+	}
+	line, _, _ := strings.Cut(stderr[i:], "\n")
+	return line
+}
+
+// parseStats reads the counters of the last statistics line, which must
+// hold every counter the README lists.
+func parseStats(t testing.TB, stderr string) map[string]uint64 {
+	t.Helper()
+	line := lastStatsLine(stderr)
+	if line == "" {
+		t.Fatalf("no statistics line:\n%s", stderr)
+	}
+	stats := map[string]uint64{}
+	for _, f := range strings.Fields(strings.TrimPrefix(line, "stats: ")) {
+		k, v, _ := strings.Cut(f, "=")
+		stats[k], _ = strconv.ParseUint(v, 10, 64)
+	}
+	for _, k := range []string{"packets", "bytes", "CQ", "CR", "SQ", "SR", "not_http", "fragments", "malformed", "unsupported_link", "kernel_drops", "kernel_freezes", "left_in_ring", "write_errors", "lines_lost"} {
+		if _, ok := stats[k]; !ok {
+			t.Errorf("statistics line without %s: %s", k, line)
+		}
+	}
+	return stats
+}
+
 // checkStatsAddUp checks the final statistics line: every packet read is
 // in exactly one counter.
 func checkStatsAddUp(t *testing.T, stderr string) {
 	t.Helper()
-	i := strings.LastIndex(stderr, "stats: ")
-	if i < 0 {
-		t.Fatalf("no statistics line in %q", stderr)
-	}
-	n := map[string]uint64{}
-	for _, f := range strings.Fields(stderr[i+len("stats: "):]) {
-		k, v, _ := strings.Cut(f, "=")
-		n[k], _ = strconv.ParseUint(v, 10, 64)
-	}
+	n := parseStats(t, stderr)
 	sum := n["CQ"] + n["CR"] + n["SQ"] + n["SR"] + n["not_http"] + n["fragments"] + n["malformed"] + n["unsupported_link"]
 	if sum != n["packets"] || n["lines_lost"] != 0 {
-		t.Errorf("counters do not add up to packets=%d (sum %d): %s", n["packets"], sum, stderr[i:])
+		t.Errorf("counters do not add up to packets=%d (sum %d): %s", n["packets"], sum, lastStatsLine(stderr))
 	}
 }

@@ -130,7 +130,7 @@ func e2eUpstream(t *testing.T, split bool) {
 			want["http-"+typ+day.Format("20060102")+".log"] = true
 		}
 	}
-	have := e2eFileNames(t, dir)
+	have := liveFileNames(t, dir)
 	for name := range have {
 		if !want[name] {
 			t.Errorf("unexpected file %s (split: %v)", name, split)
@@ -576,7 +576,7 @@ func e2eHostileReplay(t *testing.T) {
 		t.Fatalf("httplog died during the replay: %v\n%s", d.err, d.stderr.String())
 	}
 	stderr := stopHttplog(t, d)
-	stats := e2eStats(t, stderr)
+	stats := parseStats(t, stderr)
 	checkStatsAddUp(t, stderr)
 
 	lines := readLines(t, dir)
@@ -684,7 +684,7 @@ func e2eHostileFrames(t *testing.T) {
 	}
 	stderr := stopHttplog(t, d)
 	access := ng.stop(t)
-	stats := e2eStats(t, stderr)
+	stats := parseStats(t, stderr)
 	checkStatsAddUp(t, stderr)
 
 	lines := readLines(t, dir)
@@ -721,12 +721,12 @@ func e2eHostileFrames(t *testing.T) {
 		len(frames), refusedShort, starts, len(xs), len(lines), stats["malformed"], stats["fragments"], stats["not_http"], stats["packets"])
 	for _, k := range []string{"malformed", "fragments", "not_http"} {
 		if stats[k] == 0 {
-			t.Errorf("stats: %s=0 after the broken frames: %s", k, e2eLastStats(stderr))
+			t.Errorf("stats: %s=0 after the broken frames: %s", k, lastStatsLine(stderr))
 		}
 	}
 	for _, k := range []string{"kernel_drops", "lines_lost", "write_errors", "SQ", "SR"} {
 		if stats[k] != 0 {
-			t.Errorf("stats: %s=%d, want 0: %s", k, stats[k], e2eLastStats(stderr))
+			t.Errorf("stats: %s=%d, want 0: %s", k, stats[k], lastStatsLine(stderr))
 		}
 	}
 	if int(stats["CQ"]+stats["CR"]) != len(lines) {
@@ -1086,7 +1086,7 @@ func TestE2ELoad(t *testing.T) {
 	hwm := e2eVmHWM(t, d.cmd.Process.Pid)
 	stderr := stopHttplog(t, d)
 	access := ng.stop(t)
-	stats := e2eStats(t, stderr)
+	stats := parseStats(t, stderr)
 	checkStatsAddUp(t, stderr)
 
 	// Half a million lines: readLines would take a minute under -race, so
@@ -1120,7 +1120,7 @@ func TestE2ELoad(t *testing.T) {
 		}
 	}
 	if stats["lines_lost"] != 0 || stats["write_errors"] != 0 {
-		t.Errorf("lines lost on writing: %s", e2eLastStats(stderr))
+		t.Errorf("lines lost on writing: %s", lastStatsLine(stderr))
 	}
 	if limit := uint64(200 << 20); hwm > limit {
 		t.Errorf("httplog peak resident memory %d MB, want below %d MB", hwm>>20, limit>>20)
@@ -1135,7 +1135,7 @@ func e2eScanLoad(t *testing.T, dir string, q, r [2]string) map[string]int {
 	t.Helper()
 	count := map[string]int{}
 	bad := 0
-	for name := range e2eFileNames(t, dir) {
+	for name := range liveFileNames(t, dir) {
 		m := liveFileRE.FindStringSubmatch(name)
 		if m == nil {
 			t.Errorf("unexpected file %s", name)
@@ -1264,7 +1264,7 @@ func TestE2EStopUnderLoad(t *testing.T) {
 		t.Fatalf("wrk: %v\n%s%s", w.err, w.stdout.String(), w.stderr.String())
 	}
 	access := ng.stop(t)
-	stats := e2eStats(t, stderr)
+	stats := parseStats(t, stderr)
 	checkStatsAddUp(t, stderr)
 	lines := readLines(t, dir)
 
@@ -1334,7 +1334,7 @@ func TestE2EStopUnderLoad(t *testing.T) {
 		t.Errorf("kernel_drops=%d under a moderate load", stats["kernel_drops"])
 	}
 	if stats["lines_lost"] != 0 || stats["write_errors"] != 0 || int(stats["CQ"]) != cq || int(stats["CR"]) != cr {
-		t.Errorf("statistics do not match the files (CQ %d, CR %d): %s", cq, cr, e2eLastStats(stderr))
+		t.Errorf("statistics do not match the files (CQ %d, CR %d): %s", cq, cr, lastStatsLine(stderr))
 	}
 }
 
@@ -1392,7 +1392,7 @@ func e2eReadCapture(t *testing.T, name string) [][]byte {
 // '\n' and is valid UTF-8 without control bytes.
 func e2eCheckBytes(t *testing.T, dir string) {
 	t.Helper()
-	for name := range e2eFileNames(t, dir) {
+	for name := range liveFileNames(t, dir) {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -1409,20 +1409,6 @@ func e2eCheckBytes(t *testing.T, dir string) {
 			}
 		}
 	}
-}
-
-// e2eFileNames is the set of names in a log directory.
-func e2eFileNames(t *testing.T, dir string) map[string]bool {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, e := range ents {
-		names[e.Name()] = true
-	}
-	return names
 }
 
 // e2eDiff compares two multisets of lines: what want has more of
@@ -1449,35 +1435,6 @@ func e2eShort(s string) string {
 		return fmt.Sprintf("%s…(%d bytes)…%s", s[:200], len(s)-250, s[len(s)-50:])
 	}
 	return s
-}
-
-// e2eLastStats is the last statistics line of httplog's standard error.
-func e2eLastStats(stderr string) string {
-	i := strings.LastIndex(stderr, "stats: ")
-	if i < 0 {
-		return ""
-	}
-	line, _, _ := strings.Cut(stderr[i:], "\n")
-	return line
-}
-
-// e2eStats parses the last statistics line into its counters.
-func e2eStats(t *testing.T, stderr string) map[string]uint64 {
-	t.Helper()
-	line := e2eLastStats(stderr)
-	if line == "" {
-		t.Fatalf("no statistics line:\n%s", stderr)
-	}
-	stats := map[string]uint64{}
-	for _, m := range liveStatsRE.FindAllStringSubmatch(line, -1) {
-		stats[m[1]], _ = strconv.ParseUint(m[2], 10, 64)
-	}
-	for _, k := range []string{"packets", "CQ", "CR", "SQ", "SR", "not_http", "fragments", "malformed", "kernel_drops", "left_in_ring", "lines_lost", "write_errors"} {
-		if _, ok := stats[k]; !ok {
-			t.Errorf("statistics line without %s: %s", k, line)
-		}
-	}
-	return stats
 }
 
 // e2eVmHWM is a process's peak resident set size, in bytes.

@@ -12,7 +12,6 @@ package main
 // topology with addNamespace, addLink and addVLAN.
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -958,27 +957,11 @@ func liveExpectGroup(t *testing.T, lines []liveLine, index map[string][]int, g l
 	}
 }
 
-var liveStatsRE = regexp.MustCompile(`([a-zA-Z_]+)=(\d+)`)
-
 // liveCheckStats checks the final statistics line of httplog's standard
 // error: its line counts are the lines found, and nothing was lost.
 func liveCheckStats(t *testing.T, stderr string, count map[string]int) {
 	t.Helper()
-	var last string
-	sc := bufio.NewScanner(strings.NewReader(stderr))
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "stats: ") {
-			last = sc.Text()
-		}
-	}
-	if last == "" {
-		t.Errorf("no statistics line on standard error:\n%s", stderr)
-		return
-	}
-	stats := map[string]uint64{}
-	for _, m := range liveStatsRE.FindAllStringSubmatch(last, -1) {
-		stats[m[1]], _ = strconv.ParseUint(m[2], 10, 64)
-	}
+	stats, last := parseStats(t, stderr), lastStatsLine(stderr)
 	for _, typ := range []string{"CQ", "CR", "SQ", "SR"} {
 		if v, ok := stats[typ]; !ok || v != uint64(count[typ]) {
 			t.Errorf("final statistics say %s=%d (present: %v), the files hold %d: %s", typ, v, ok, count[typ], last)
@@ -992,6 +975,20 @@ func liveCheckStats(t *testing.T, stderr string, count map[string]int) {
 }
 
 // liveCheckAccessLog checks that nginx logged as many requests as httplog.
+// liveFileNames is the set of names in a log directory.
+func liveFileNames(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, e := range ents {
+		names[e.Name()] = true
+	}
+	return names
+}
+
 // liveFinish ends a test's run: stops httplog and nginx, and checks the
 // lines against the exchanges (requests reqType, responses respType sent
 // since from), the statistics line and nginx's access log. It returns the
@@ -1129,15 +1126,10 @@ func TestLiveSplitFiles(t *testing.T) {
 		want["http-CQ-"+day.Format("20060102")+".log"] = true
 		want["http-CR-"+day.Format("20060102")+".log"] = true
 	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, e := range ents {
-		have[e.Name()] = true
-		if !want[e.Name()] {
-			t.Errorf("unexpected file %s with -log_split (want only http-CQ-/http-CR-YYYYMMDD.log)", e.Name())
+	have := liveFileNames(t, dir)
+	for name := range have {
+		if !want[name] {
+			t.Errorf("unexpected file %s with -log_split (want only http-CQ-/http-CR-YYYYMMDD.log)", name)
 		}
 	}
 	if from.Format("20060102") == to.Format("20060102") { // no midnight in between

@@ -147,18 +147,6 @@ func scriptMustNotExist(t *testing.T, name string) {
 	}
 }
 
-// scriptWaitFor polls cond every 50 ms for up to d.
-func scriptWaitFor(d time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-	}
-}
-
 func scriptWriteFile(t *testing.T, name, text string, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(name, []byte(text), mode); err != nil {
@@ -341,7 +329,7 @@ HTTPLOG_STOP_TIMEOUT=10
 	}
 	resp.Body.Close()
 	var st scriptRun
-	if !scriptWaitFor(5*time.Second, func() bool {
+	if !liveWaitFor(5*time.Second, func() bool {
 		st = e.expect(conf, "status", 0)
 		return strings.Contains(st.out, "stats: packets=")
 	}) {
@@ -351,7 +339,7 @@ HTTPLOG_STOP_TIMEOUT=10
 		t.Fatalf("status does not show pid %d:\n%s", pid2, st.out)
 	}
 	e.expect(conf, "force-reload", 0)
-	if !scriptWaitFor(3*time.Second, func() bool {
+	if !liveWaitFor(3*time.Second, func() bool {
 		b, _ := os.ReadFile(messages)
 		return strings.Count(string(b), "SIGHUP: log files closed") == 1
 	}) {
