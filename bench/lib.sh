@@ -105,3 +105,37 @@ cleanup() {
 		ip netns del "$ns" 2>/dev/null || true
 	done
 }
+
+# prepare_out NAME: checks $PCAP, builds $HTTPLOG if missing, makes a fresh
+# bench/out/NAME (in $out) with a copy of the binary (so that a rebuild
+# during the run changes nothing), and prints the machine and version.
+prepare_out() {
+	if [[ ! -r $PCAP ]]; then
+		echo "$1.sh: $PCAP: not found; make it with bench/traffic.sh" >&2
+		exit 1
+	fi
+	[[ -x $HTTPLOG ]] || run ./make.sh
+	out=bench/out/$1
+	rm -rf "$out"
+	mkdir -p "$out"
+	run cp "$HTTPLOG" "$out/httplog"
+}
+
+# count_expected [httplog flags]: reads $PCAP once into the page cache,
+# then sets $stats (httplog -r's statistics line), $packets, and $expected
+# (its CQ+CR: the lines every capturer should log).
+count_expected() {
+	say "reading $PCAP once into the page cache"
+	cat "$PCAP" >/dev/null
+	say "expected lines: httplog -r $PCAP $* (CQ+CR of its statistics line)"
+	stats=$("$out/httplog" -r "$PCAP" -p 80 -d "$out/expected" -log_every 0 "$@" 2>&1 | grep 'stats:')
+	echo "$stats"
+	# shellcheck disable=SC2034 # used by the scripts that call this
+	packets=$(stat_field packets "$stats")
+	# shellcheck disable=SC2034
+	expected=$(($(stat_field CQ "$stats") + $(stat_field CR "$stats")))
+}
+
+# stat_field NAME LINE prints the number after NAME= in a statistics line.
+stat_field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$2"; }
+

@@ -56,15 +56,7 @@ HTTPLOG=${HTTPLOG:-./httplog}
 
 need_root
 need_pkgs tcpreplay tcpdump httpry iproute2:ip ethtool
-if [[ ! -r $PCAP ]]; then
-	echo "live.sh: $PCAP: not found; make it with bench/traffic.sh" >&2
-	exit 1
-fi
-[[ -x $HTTPLOG ]] || run ./make.sh
-out=bench/out/live
-rm -rf "$out"
-mkdir -p "$out"
-run cp "$HTTPLOG" "$out/httplog"
+prepare_out live
 machine_line
 "$out/httplog" -v
 hz=$(getconf CLK_TCK)
@@ -89,14 +81,9 @@ run ip -n "$rx" link set "$vr" up
 run ip netns exec "$tx" ethtool -K "$vt" tso off gso off gro off
 run ip netns exec "$rx" ethtool -K "$vr" tso off gso off gro off
 
-say "reading $PCAP once into the page cache"
-cat "$PCAP" >/dev/null
-say "expected lines: httplog -r $PCAP${LIMIT:+ -c $LIMIT} (CQ+CR)"
 count=()
 [[ -n $LIMIT ]] && count=(-c "$LIMIT")
-stats=$("$out/httplog" -r "$PCAP" -p 80 -d "$out/expected" -log_every 0 "${count[@]}" 2>&1 | grep 'stats:')
-echo "$stats"
-expected=$(awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } print v["CQ"] + v["CR"] }' <<<"$stats")
+count_expected "${count[@]}"
 say "$expected lines expected per run"
 
 # softnet_drops prints the kernel's total of frames dropped because a CPU's
@@ -137,9 +124,6 @@ settle() {
 		last=$now
 	done
 }
-
-# stat_field prints the number after NAME= in a statistics line.
-stat_field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$2"; }
 
 results=$out/results.txt
 printf '| rate asked | capturer | achieved pps | sent | seen | lines / expected | kernel drops | backlog drops | CPU s (user+sys) | CPU s / M packets | context switches |\n|---|---|---|---|---|---|---|---|---|---|---|\n' >"$results"

@@ -41,28 +41,11 @@ read -r -a tools <<<"${TOOLS:-floor httplog-1 httplog-2 httpry tshark}"
 HTTPLOG=${HTTPLOG:-./httplog}
 
 need_pkgs httpry tshark time:/usr/bin/time
-if [[ ! -r $PCAP ]]; then
-	echo "offline.sh: $PCAP: not found; make it with bench/traffic.sh" >&2
-	exit 1
-fi
-[[ -x $HTTPLOG ]] || run ./make.sh
-out=bench/out/offline
-rm -rf "$out"
-mkdir -p "$out"
-# A copy of the binary, so that a rebuild during the run changes nothing.
-run cp "$HTTPLOG" "$out/httplog"
+prepare_out offline
 run go build -o bench/out/readfloor ./bench/readfloor
 machine_line
 "$out/httplog" -v
-say "reading $PCAP once into the page cache"
-cat "$PCAP" >/dev/null
-
-say "expected lines: httplog -r $PCAP (CQ+CR of its statistics line)"
-stats=$("$out/httplog" -r "$PCAP" -p 80 -d "$out/expected" -log_every 0 2>&1 | grep 'stats:')
-echo "$stats"
-field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$stats"; }
-packets=$(field packets)
-expected=$(($(field CQ) + $(field CR)))
+count_expected -cpu 1
 say "$packets packets, $expected HTTP starts"
 
 # command_of prints nothing; it sets cmd to the command line of a tool
