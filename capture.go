@@ -12,11 +12,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/afpacket"
 	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -176,16 +179,40 @@ func (s *fileSource) close() {
 	}
 }
 
-// liveSource reads an AF_PACKET TPACKET_V3 ring without copying: a frame
-// points into the ring until the next call.
+// liveSource reads the TPACKET_V3 receive ring of an AF_PACKET socket,
+// mapped into memory. The kernel fills a block of the ring with frames and
+// hands it over by setting the block's status word; the reader walks the
+// frames in place and hands the block back the same way. No system call
+// is made per frame or per block: a frame points into the ring until the
+// next call of next.
+//
+// When no block is ready, next parks in Go's netpoller on the socket,
+// which the kernel wakes when it hands a block over. An earlier version
+// waited in a blocking poll(2) inside gopacket's afpacket: the reader's Go
+// processor then sat in a system call at every wait, the runtime's sysmon
+// thread never slept, and every ring block cost several thread switches.
+// In the netpoller the parser and writer run on the reader's thread while
+// it waits, and an idle process sleeps in one epoll_wait, as a C capturer
+// sleeps in poll (docs/BENCHMARKS.md has the figures).
 type liveSource struct {
-	tp                  *afpacket.TPacket
-	link                int         // link type of every frame, or linkAny: by interface
-	links               map[int]int // with linkAny: link type by interface index
-	lastIndex, lastLink int         // the last interface looked up, and its link type
-	desc                string
-	last                [3]uint32 // gopacket's 32-bit sums as last read: packets, drops, freezes
-	totals              kernelCounts
+	fd    int             // the socket
+	file  *os.File        // fd, registered with Go's netpoller
+	conn  syscall.RawConn // file's, to wait on
+	ready func(uintptr) bool
+	ring  []byte // numBlocks blocks of blockSize bytes
+	g     ringGeometry
+
+	link    int    // link type of every frame, or linkAny: by device type
+	addVLAN bool   // put tags the kernel took out back into the frame
+	tagged  []byte // a frame with its tag put back
+
+	block int    // the block being read, or waited for
+	owned bool   // block is the reader's (TP_STATUS_USER)
+	left  uint32 // frames of block not read yet
+	off   int    // offset in the block of the next frame
+
+	desc   string
+	totals kernelCounts
 }
 
 // ringGeometry is the layout of the ring: frameSize bytes hold the largest
@@ -200,11 +227,11 @@ type ringGeometry struct {
 const frameOverhead = 96
 
 // Ring blocks. The kernel fills a block and hands it over whole (or after
-// the block timeout); every hand-over costs the reader a poll(2) and the Go
-// scheduler a thread hand-off, so blocks are large: 1 MiB (about 700
-// full-size frames) measured a quarter less CPU than 256 KiB at 50k
-// packets/s. A small ring is still cut into at least minBlocks blocks, so
-// the kernel can fill some while the reader works through another.
+// the block timeout), and each hand-over wakes the reader, so blocks are
+// large: 1 MiB (about 700 full-size frames) measured a quarter less CPU
+// than 256 KiB at 50k packets/s. A small ring is still cut into at least
+// minBlocks blocks, so the kernel can fill some while the reader works
+// through another.
 const (
 	maxBlock  = 1 << 20
 	minBlocks = 8
@@ -232,8 +259,8 @@ const pollTimeout = 100 * time.Millisecond
 
 // blockTimeout: the kernel hands a ring block to the reader when it is
 // full or when its first frame is this old, so on a quiet link a frame
-// waits at most this long in the ring (gopacket's default, made explicit
-// because shutdown waits for it: see drainTime).
+// waits at most this long in the ring (shutdown waits for it: see
+// drainTime).
 const blockTimeout = 64 * time.Millisecond
 
 // liveConfig is what openLive needs to know.
@@ -245,27 +272,17 @@ type liveConfig struct {
 	ports   []uint16 // nil: every port
 }
 
-// openLive opens the capture socket on an interface and attaches the
-// kernel filter. The socket is SOCK_RAW, so frames keep their link-layer
-// header (and the VLAN tags the NIC left in them); with "any", each frame's
-// link type follows from the interface it was seen on.
+// openLive opens the capture socket on an interface. The socket is
+// SOCK_RAW, so frames keep their link-layer header (and the VLAN tags the
+// NIC left in them); with "any", each frame's link type follows from the
+// type of the device it was seen on.
 func openLive(c liveConfig) (*liveSource, error) {
 	g, err := ringFor(c.snaplen, c.ringMB)
 	if err != nil {
 		return nil, err
 	}
-	opts := []any{
-		afpacket.TPacketVersion3,
-		afpacket.SocketRaw,
-		afpacket.OptFrameSize(g.frameSize),
-		afpacket.OptBlockSize(g.blockSize),
-		afpacket.OptNumBlocks(g.numBlocks),
-		afpacket.OptPollTimeout(pollTimeout),
-		afpacket.OptBlockTimeout(blockTimeout),
-		afpacket.OptAddVLANHeader(c.addVLAN), // only frames whose tag was taken out get it back
-	}
-	s := &liveSource{link: linkAny, links: map[int]int{}}
-	loIndex := 0
+	s := &liveSource{fd: -1, link: linkAny, addVLAN: c.addVLAN, g: g}
+	loIndex, ifindex := 0, 0 // ifindex 0 binds to every interface
 	if lo, err := net.InterfaceByName("lo"); err == nil {
 		loIndex = lo.Index
 	}
@@ -275,112 +292,235 @@ func openLive(c liveConfig) (*liveSource, error) {
 			return nil, fmt.Errorf("-i %s: no such interface", c.iface)
 		}
 		if s.link = interfaceLink(c.iface); s.link < 0 {
-			return nil, fmt.Errorf("-i %s: device type %s is not supported (Ethernet, loopback and IP-only devices are)", c.iface, arphrdOf(c.iface))
+			return nil, fmt.Errorf("-i %s: device type %d is not supported (Ethernet, loopback and IP-only devices are)", c.iface, arphrdOf(c.iface))
 		}
 		if iface.Index != loIndex {
 			loIndex = 0 // looped-back copies cannot reach this socket
 		}
-		opts = append(opts, afpacket.OptInterface(c.iface))
+		ifindex = iface.Index
 	}
-	tp, err := afpacket.NewTPacket(opts...)
+	prog, err := buildFilter(filterConfig{link: s.link, ports: c.ports, snaplen: c.snaplen, loIndex: loIndex})
 	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("-i %s: capturing needs root (CAP_NET_RAW): %v", c.iface, err)
+		return nil, fmt.Errorf("-i %s: building the kernel filter: %v", c.iface, err)
+	}
+	if err := s.open(ifindex, prog); err != nil {
+		s.close()
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("-i %s: capturing needs root (CAP_NET_RAW): %v", c.iface, unix.EPERM)
 		}
 		return nil, fmt.Errorf("-i %s: %v", c.iface, err)
 	}
-	prog, err := buildFilter(filterConfig{link: s.link, ports: c.ports, snaplen: c.snaplen, loIndex: loIndex})
-	if err == nil {
-		err = tp.SetBPF(prog)
-	}
-	if err != nil {
-		tp.Close()
-		return nil, fmt.Errorf("-i %s: attaching the kernel filter: %v", c.iface, err)
-	}
-	s.tp = tp
 	s.desc = fmt.Sprintf("interface %s (AF_PACKET, TPACKET_V3, ring %d MB = %d blocks of %d KiB, frame %d, filter %d instructions)",
 		c.iface, c.ringMB, g.numBlocks, g.blockSize>>10, g.frameSize, len(prog))
 	return s, nil
 }
 
+// open makes the socket: it attaches the filter and maps the ring before
+// binding to the interface, so that no frame reaches the ring unfiltered.
+func (s *liveSource) open(ifindex int, prog []bpf.RawInstruction) error {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return fmt.Errorf("opening an AF_PACKET socket: %w", err)
+	}
+	s.fd = fd
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+		return fmt.Errorf("asking for TPACKET_V3: %v", err)
+	}
+	filter := make([]unix.SockFilter, len(prog))
+	for i, ins := range prog {
+		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
+		return fmt.Errorf("attaching the kernel filter: %v", err)
+	}
+	g := s.g
+	req := unix.TpacketReq3{
+		Block_size:     uint32(g.blockSize),
+		Block_nr:       uint32(g.numBlocks),
+		Frame_size:     uint32(g.frameSize),
+		Frame_nr:       uint32(g.blockSize / g.frameSize * g.numBlocks),
+		Retire_blk_tov: uint32(blockTimeout / time.Millisecond),
+	}
+	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return fmt.Errorf("making a ring of %d blocks of %d bytes: %v", g.numBlocks, g.blockSize, err)
+	}
+	if s.ring, err = unix.Mmap(fd, 0, g.blockSize*g.numBlocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		return fmt.Errorf("mapping the ring (%d bytes): %v", g.blockSize*g.numBlocks, err)
+	}
+	const ethPAll = uint16(unix.ETH_P_ALL)
+	sa := &unix.SockaddrLinklayer{Protocol: ethPAll<<8 | ethPAll>>8, Ifindex: ifindex} // network byte order
+	if err := unix.Bind(fd, sa); err != nil {
+		return fmt.Errorf("binding the capture socket: %v", err)
+	}
+	// The socket is non-blocking, so os.NewFile registers it with the
+	// netpoller; a deadline can only be set on a registered file.
+	s.file, s.fd = os.NewFile(uintptr(fd), "AF_PACKET socket"), -1
+	if err := s.file.SetReadDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("the capture socket cannot be waited on: %v", err)
+	}
+	if s.conn, err = s.file.SyscallConn(); err != nil {
+		return err
+	}
+	s.ready = func(uintptr) bool { return s.blockReady() }
+	return nil
+}
+
 // arphrdLinks maps ARPHRD device types (include/uapi/linux/if_arp.h) to
 // the link type of their frames on a SOCK_RAW packet socket.
-var arphrdLinks = map[string]int{
-	"1":     linkEthernet, // ARPHRD_ETHER: Ethernet, veth, bridges, bonds, VLAN devices
-	"772":   linkEthernet, // ARPHRD_LOOPBACK: lo, with a zeroed Ethernet header
-	"65534": linkRaw,      // ARPHRD_NONE: tun, wireguard
-	"512":   linkRaw,      // ARPHRD_PPP
-	"519":   linkRaw,      // ARPHRD_RAWIP
-	"768":   linkRaw,      // ARPHRD_TUNNEL: ipip
-	"769":   linkRaw,      // ARPHRD_TUNNEL6: ip6tnl
-	"776":   linkRaw,      // ARPHRD_SIT
-	"778":   linkRaw,      // ARPHRD_IPGRE
+var arphrdLinks = map[uint16]int{
+	1:     linkEthernet, // ARPHRD_ETHER: Ethernet, veth, bridges, bonds, VLAN devices
+	772:   linkEthernet, // ARPHRD_LOOPBACK: lo, with a zeroed Ethernet header
+	65534: linkRaw,      // ARPHRD_NONE: tun, wireguard
+	512:   linkRaw,      // ARPHRD_PPP
+	519:   linkRaw,      // ARPHRD_RAWIP
+	768:   linkRaw,      // ARPHRD_TUNNEL: ipip
+	769:   linkRaw,      // ARPHRD_TUNNEL6: ip6tnl
+	776:   linkRaw,      // ARPHRD_SIT
+	778:   linkRaw,      // ARPHRD_IPGRE
 }
 
 // interfaceLink returns the link type of an interface's frames, or -1 for
 // a device type httplog does not decode.
 func interfaceLink(iface string) int {
-	if link, ok := arphrdLinks[arphrdOf(iface)]; ok {
+	return hatypeLink(arphrdOf(iface))
+}
+
+// hatypeLink returns the link type of frames of a device type, or -1.
+func hatypeLink(hatype uint16) int {
+	if link, ok := arphrdLinks[hatype]; ok {
 		return link
 	}
 	return -1
 }
 
-// arphrdOf reads the ARPHRD type of an interface ("1" when unreadable:
+// arphrdOf reads the ARPHRD type of an interface (1 when unreadable:
 // Ethernet is by far the most likely).
-func arphrdOf(iface string) string {
+func arphrdOf(iface string) uint16 {
 	b, err := os.ReadFile("/sys/class/net/" + iface + "/type")
 	if err != nil {
-		return "1"
+		return 1
 	}
-	return strings.TrimSpace(string(b))
-}
-
-// linkOf returns the link type of frames seen on interface index i (with
-// "any"), looking each interface up once.
-func (s *liveSource) linkOf(i int) int {
-	if i == s.lastIndex && s.lastLink != 0 {
-		return s.lastLink
-	}
-	link, ok := s.links[i]
-	if !ok {
-		link = -1 // gone already: counted as unsupported
-		if iface, err := net.InterfaceByIndex(i); err == nil {
-			link = interfaceLink(iface.Name)
-		}
-		s.links[i] = link
-	}
-	s.lastIndex, s.lastLink = i, link
-	return link
-}
-
-func (s *liveSource) next(f *frame) error {
-	data, ci, err := s.tp.ZeroCopyReadPacketData()
+	t, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 16)
 	if err != nil {
-		if errors.Is(err, afpacket.ErrTimeout) {
-			return errTimeout
-		}
-		return err
+		return 1
 	}
-	f.data, f.ts, f.wire, f.link = data, ci.Timestamp.UnixNano(), ci.Length, s.link
+	return uint16(t)
+}
+
+// Offsets in the ring (include/uapi/linux/if_packet.h): a block begins
+// with its descriptor, whose tpacket_hdr_v1 holds the status word; each
+// frame begins with a tpacket3_hdr, then the sockaddr_ll of its device.
+const (
+	blockHdrOff = 8  // tpacket_hdr_v1 in tpacket_block_desc
+	frameLLOff  = 48 // sockaddr_ll after the 48-byte tpacket3_hdr
+)
+
+func (s *liveSource) blockHeader() *unix.TpacketHdrV1 {
+	return (*unix.TpacketHdrV1)(unsafe.Pointer(&s.ring[s.block*s.g.blockSize+blockHdrOff]))
+}
+
+// blockReady tells whether the kernel has handed the block over.
+func (s *liveSource) blockReady() bool {
+	return atomic.LoadUint32(&s.blockHeader().Block_status)&unix.TP_STATUS_USER != 0
+}
+
+// release hands the block back to the kernel and moves on to the next.
+func (s *liveSource) release() {
+	atomic.StoreUint32(&s.blockHeader().Block_status, unix.TP_STATUS_KERNEL)
+	s.block = (s.block + 1) % s.g.numBlocks
+	s.owned = false
+}
+
+// next returns the next frame of the ring, or errTimeout when none came
+// within pollTimeout.
+func (s *liveSource) next(f *frame) error {
+	waited := false
+	for s.left == 0 {
+		if s.owned {
+			s.release()
+		}
+		if !s.blockReady() {
+			if waited {
+				return errTimeout
+			}
+			if err := s.wait(); err != nil {
+				return err
+			}
+			waited = true
+			continue
+		}
+		h := s.blockHeader()
+		s.owned, s.left, s.off = true, h.Num_pkts, int(h.Offset_to_first_pkt)
+	}
+	s.left--
+	base := s.block * s.g.blockSize
+	p := base + s.off
+	if p+frameLLOff+unix.SizeofSockaddrLinklayer > base+s.g.blockSize {
+		s.left = 0 // a frame past the block: the kernel never writes one
+		return s.next(f)
+	}
+	h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&s.ring[p]))
+	s.off += int(h.Next_offset)
+	start, end := p+int(h.Mac), p+int(h.Mac)+int(h.Snaplen)
+	if end > base+s.g.blockSize {
+		s.left = 0
+		return s.next(f)
+	}
+	f.data, f.ts, f.wire, f.link = s.ring[start:end], int64(h.Sec)*1e9+int64(h.Nsec), int(h.Len), s.link
 	if s.link == linkAny {
-		f.link = s.linkOf(ci.InterfaceIndex)
+		ll := (*unix.RawSockaddrLinklayer)(unsafe.Pointer(&s.ring[p+frameLLOff]))
+		f.link = hatypeLink(ll.Hatype)
+	}
+	if s.addVLAN && h.Status&unix.TP_STATUS_VLAN_VALID != 0 && f.link == linkEthernet && len(f.data) >= 12 {
+		s.putTagBack(f, h)
+	}
+	return nil
+}
+
+// putTagBack copies a frame whose 802.1Q tag the NIC took out, with the
+// tag back after the MAC addresses (TPID 0x8100 unless the kernel says).
+func (s *liveSource) putTagBack(f *frame, h *unix.Tpacket3Hdr) {
+	tpid := uint16(etherVLAN)
+	if h.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 && h.Hv1.Vlan_tpid != 0 {
+		tpid = h.Hv1.Vlan_tpid
+	}
+	b := append(s.tagged[:0], f.data[:12]...)
+	b = binary.BigEndian.AppendUint16(b, tpid)
+	b = binary.BigEndian.AppendUint16(b, uint16(h.Hv1.Vlan_tci))
+	b = append(b, f.data[12:]...)
+	s.tagged = b
+	f.data = b
+	f.wire += 4
+}
+
+// wait parks until the kernel hands the current block over, or for at
+// most pollTimeout (errTimeout). The kernel wakes the socket at every
+// hand-over; the netpoller remembers a wake-up that came before the wait.
+func (s *liveSource) wait() error {
+	s.file.SetReadDeadline(time.Now().Add(pollTimeout))
+	err := s.conn.Read(s.ready)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return errTimeout
+	}
+	if err != nil {
+		return fmt.Errorf("waiting for the capture ring: %v", err)
 	}
 	return nil
 }
 
 // kernelStats reads the socket's counters. The kernel resets them on every
-// read; gopacket adds them up in 32 bits, so the growth since the last
-// call is added to 64-bit totals here (call it at least once per 2^32
-// frames).
+// read and keeps them in 32 bits, so they are added up here in 64 bits
+// (read them at least once per 2^32 frames).
 func (s *liveSource) kernelStats() kernelCounts {
-	_, v3, err := s.tp.SocketStats()
-	if err == nil {
-		now := [3]uint32{uint32(v3.Packets()), uint32(v3.Drops()), uint32(v3.QueueFreezes())}
-		s.totals.received += uint64(now[0] - s.last[0])
-		s.totals.drops += uint64(now[1] - s.last[1])
-		s.totals.freezes += uint64(now[2] - s.last[2])
-		s.last = now
+	var err error
+	var st *unix.TpacketStatsV3
+	if cerr := s.conn.Control(func(fd uintptr) {
+		st, err = unix.GetsockoptTpacketStatsV3(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	}); cerr == nil && err == nil {
+		s.totals.received += uint64(st.Packets) // includes the drops
+		s.totals.drops += uint64(st.Drops)
+		s.totals.freezes += uint64(st.Freeze_q_cnt)
 	}
 	return s.totals
 }
@@ -388,7 +528,18 @@ func (s *liveSource) kernelStats() kernelCounts {
 // drainTime: twice the block timeout covers the retire timer's slack.
 func (s *liveSource) drainTime() time.Duration { return 2 * blockTimeout }
 func (s *liveSource) describe() string         { return s.desc }
-func (s *liveSource) close()                   { s.tp.Close() }
+
+func (s *liveSource) close() {
+	if s.ring != nil {
+		unix.Munmap(s.ring)
+		s.ring = nil
+	}
+	if s.file != nil {
+		s.file.Close()
+	} else if s.fd >= 0 {
+		unix.Close(s.fd)
+	}
+}
 
 // linkAny stands for the frames of all interfaces: Ethernet or raw IP,
 // according to the device each frame was seen on.
