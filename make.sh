@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make.sh — check and build httplog: gofmt (no file may need formatting),
-# go vet, then go build -o httplog. Uses only the Go toolchain already
+# go vet, then go build -o httplog, with cgo off: a static binary that
+# runs on any Linux of the same architecture, whatever its libc. Uses only the Go toolchain already
 # installed (modules come from go.sum / the module cache as usual); it
 # downloads no tools. Run from anywhere: it works in its own directory.
 set -euo pipefail
@@ -19,6 +20,6 @@ fi
 echo "== go vet ./..."
 go vet ./...
 
-echo "== go build -o httplog ."
-go build -o httplog .
+echo "== CGO_ENABLED=0 go build -o httplog ."
+CGO_ENABLED=0 go build -o httplog .
 ./httplog -v
