@@ -354,12 +354,21 @@ func (s *liveSource) open(ifindex int, prog []bpf.RawInstruction) error {
 		return fmt.Errorf("binding the capture socket: %v", err)
 	}
 	// The socket is non-blocking, so os.NewFile registers it with the
-	// netpoller; a deadline can only be set on a registered file.
-	s.file, s.fd = os.NewFile(uintptr(fd), "AF_PACKET socket"), -1
-	if err := s.file.SetReadDeadline(time.Time{}); err != nil {
+	// netpoller.
+	s.fd = -1
+	return s.watch(os.NewFile(uintptr(fd), "AF_PACKET socket"))
+}
+
+// watch makes f, which the kernel wakes when it hands a block over, the
+// file next waits on. A deadline can only be set on a file registered
+// with the netpoller, so that is checked here.
+func (s *liveSource) watch(f *os.File) error {
+	s.file = f
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("the capture socket cannot be waited on: %v", err)
 	}
-	if s.conn, err = s.file.SyscallConn(); err != nil {
+	var err error
+	if s.conn, err = f.SyscallConn(); err != nil {
 		return err
 	}
 	s.ready = func(uintptr) bool { return s.blockReady() }

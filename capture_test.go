@@ -6,11 +6,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 // TestPortFilter runs the kernel filter in x/net/bpf's VM on frames that
@@ -248,5 +250,132 @@ func TestFileFromStdin(t *testing.T) {
 	want := "2019-09-01 05:16:51.000 192.0.2.1#40000 198.51.100.2#80 CQ GET /index.html HTTP/1.1 www.example.com curl/8.0\n"
 	if code != 0 || out != want {
 		t.Errorf("exit %d, got %q, want %q", code, out, want)
+	}
+}
+
+// ringFrame is a frame to put into a fake ring block.
+type ringFrame struct {
+	data      []byte
+	wire      uint32
+	sec, nsec uint32
+	status    uint32 // TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID
+	tci       uint32
+	tpid      uint16
+	hatype    uint16
+	snaplen   uint32 // if not 0, overrides len(data): a corrupt header
+}
+
+// putBlock lays frames out in block i of ring as the kernel does
+// (include/uapi/linux/if_packet.h) and hands the block to the reader.
+func putBlock(t *testing.T, ring []byte, g ringGeometry, i int, frames []ringFrame) {
+	t.Helper()
+	base := i * g.blockSize
+	clear(ring[base : base+g.blockSize])
+	const first, mac = 48, frameLLOff + unix.SizeofSockaddrLinklayer + 6 // an odd offset: taken from the header, not assumed
+	off := first
+	for k, fr := range frames {
+		h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&ring[base+off]))
+		size := (mac + len(fr.data) + 15) &^ 15
+		if k < len(frames)-1 {
+			h.Next_offset = uint32(size)
+		}
+		h.Sec, h.Nsec, h.Len, h.Status, h.Mac = fr.sec, fr.nsec, fr.wire, fr.status, mac
+		h.Snaplen = uint32(len(fr.data))
+		if fr.snaplen != 0 {
+			h.Snaplen = fr.snaplen
+		}
+		h.Hv1.Vlan_tci, h.Hv1.Vlan_tpid = fr.tci, fr.tpid
+		ll := (*unix.RawSockaddrLinklayer)(unsafe.Pointer(&ring[base+off+frameLLOff]))
+		ll.Hatype = fr.hatype
+		copy(ring[base+off+mac:], fr.data)
+		off += size
+	}
+	if off > g.blockSize {
+		t.Fatalf("frames of %d bytes do not fit a block of %d", off, g.blockSize)
+	}
+	b := (*unix.TpacketHdrV1)(unsafe.Pointer(&ring[base+blockHdrOff]))
+	b.Num_pkts, b.Offset_to_first_pkt = uint32(len(frames)), first
+	b.Block_status = unix.TP_STATUS_USER
+}
+
+// TestRingWalk reads a ring laid out in memory as the kernel lays it out:
+// frames in place, link types by device type, tags put back, blocks handed
+// back in turn, a wait that times out on a block the kernel still owns,
+// and corrupt frame headers skipped without a panic.
+func TestRingWalk(t *testing.T) {
+	g := ringGeometry{frameSize: 4096, blockSize: 8192, numBlocks: 3}
+	ring := make([]byte, g.blockSize*g.numBlocks)
+	// A pipe stands in for the socket: nothing ever wakes it, so a wait
+	// ends at its deadline.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	defer pr.Close()
+	s := &liveSource{ring: ring, g: g, link: linkAny, addVLAN: true}
+	if err := s.watch(pr); err != nil {
+		t.Fatal(err)
+	}
+
+	eth := []byte("dst---src---\x08\x00payload")
+	putBlock(t, ring, g, 0, []ringFrame{
+		{data: eth, wire: 1500, sec: 1567347411, nsec: 2000000, hatype: 1},
+		{data: eth, wire: 60, hatype: 1, status: unix.TP_STATUS_VLAN_VALID, tci: 0x2005},
+		{data: eth, wire: 60, hatype: 1, status: unix.TP_STATUS_VLAN_VALID | unix.TP_STATUS_VLAN_TPID_VALID, tci: 7, tpid: etherQinQ},
+	})
+	putBlock(t, ring, g, 1, []ringFrame{
+		{data: []byte("\x45raw ip"), wire: 7, hatype: 65534},
+		{data: []byte("\x45radiotap"), wire: 9, hatype: 803},
+	})
+	putBlock(t, ring, g, 2, []ringFrame{
+		{data: eth, wire: 60, hatype: 1, snaplen: 1 << 20}, // ends past the block
+		{data: eth, wire: 60, hatype: 1},
+	})
+
+	want := []struct {
+		data string
+		ts   int64
+		wire int
+		link int
+	}{
+		{string(eth), 1567347411_002000000, 1500, linkEthernet},
+		{"dst---src---\x81\x00\x20\x05\x08\x00payload", 0, 64, linkEthernet},
+		{"dst---src---\x88\xa8\x00\x07\x08\x00payload", 0, 64, linkEthernet},
+		{"\x45raw ip", 0, 7, linkRaw},
+		{"\x45radiotap", 0, 9, -1},
+	}
+	var f frame
+	for i, w := range want {
+		if err := s.next(&f); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if string(f.data) != w.data || f.ts != w.ts || f.wire != w.wire || f.link != w.link {
+			t.Errorf("frame %d = %q ts %d wire %d link %d, want %q ts %d wire %d link %d",
+				i, f.data, f.ts, f.wire, f.link, w.data, w.ts, w.wire, w.link)
+		}
+		if i == 3 && s.blockHeader().Block_status != unix.TP_STATUS_USER {
+			t.Errorf("block 1 handed back while its frames are being read")
+		}
+	}
+	// Block 2 begins with a corrupt frame: the rest of the block is
+	// skipped, the block handed back, and the reader waits for block 0,
+	// which it handed back itself, until the poll timeout.
+	start := time.Now()
+	if err := s.next(&f); err != errTimeout {
+		t.Fatalf("reading a ring the kernel owns: %v, want errTimeout", err)
+	}
+	if d := time.Since(start); d < pollTimeout {
+		t.Errorf("the wait ended after %v, before the poll timeout %v", d, pollTimeout)
+	}
+	for i := range g.numBlocks {
+		if st := (*unix.TpacketHdrV1)(unsafe.Pointer(&ring[i*g.blockSize+blockHdrOff])).Block_status; st != unix.TP_STATUS_KERNEL {
+			t.Errorf("block %d status %#x after reading, want TP_STATUS_KERNEL", i, st)
+		}
+	}
+	// The kernel hands block 0 over again: the reader goes on from there.
+	putBlock(t, ring, g, 0, []ringFrame{{data: []byte("again"), wire: 5, hatype: 772}})
+	if err := s.next(&f); err != nil || string(f.data) != "again" || f.link != linkEthernet {
+		t.Errorf("after the wrap: %q link %d err %v, want \"again\" on lo as Ethernet", f.data, f.link, err)
 	}
 }
