@@ -206,6 +206,11 @@ type liveSource struct {
 	addVLAN bool   // put tags the kernel took out back into the frame
 	tagged  []byte // a frame with its tag put back
 
+	iface   string               // as given to -i
+	ifindex int                  // 0 with "any"
+	logf    func(string, ...any) // for the interface going down and up
+	down    bool                 // the interface went down, and has not sent since
+
 	block int    // the block being read, or waited for
 	owned bool   // block is the reader's (TP_STATUS_USER)
 	left  uint32 // frames of block not read yet
@@ -269,7 +274,8 @@ type liveConfig struct {
 	snaplen int
 	ringMB  int
 	addVLAN bool
-	ports   []uint16 // nil: every port
+	ports   []uint16             // nil: every port
+	logf    func(string, ...any) // messages about the interface
 }
 
 // openLive opens the capture socket on an interface. The socket is
@@ -281,7 +287,7 @@ func openLive(c liveConfig) (*liveSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &liveSource{fd: -1, link: linkAny, addVLAN: c.addVLAN, g: g}
+	s := &liveSource{fd: -1, link: linkAny, addVLAN: c.addVLAN, g: g, iface: c.iface, logf: c.logf}
 	loIndex, ifindex := 0, 0 // ifindex 0 binds to every interface
 	if lo, err := net.InterfaceByName("lo"); err == nil {
 		loIndex = lo.Index
@@ -299,6 +305,7 @@ func openLive(c liveConfig) (*liveSource, error) {
 		}
 		ifindex = iface.Index
 	}
+	s.ifindex = ifindex
 	prog, err := buildFilter(filterConfig{link: s.link, ports: c.ports, snaplen: c.snaplen, loIndex: loIndex})
 	if err != nil {
 		return nil, fmt.Errorf("-i %s: building the kernel filter: %v", c.iface, err)
@@ -461,6 +468,10 @@ func (s *liveSource) next(f *frame) error {
 		}
 		h := s.blockHeader()
 		s.owned, s.left, s.off = true, h.Num_pkts, int(h.Offset_to_first_pkt)
+		if s.down {
+			s.down = false
+			s.logf("-i %s: the interface is up again, capturing", s.iface)
+		}
 	}
 	s.left--
 	base := s.block * s.g.blockSize
@@ -510,12 +521,40 @@ func (s *liveSource) wait() error {
 	s.file.SetReadDeadline(time.Now().Add(pollTimeout))
 	err := s.conn.Read(s.ready)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return errTimeout
+		return s.checkInterface()
 	}
 	if err != nil {
 		return fmt.Errorf("waiting for the capture ring: %v", err)
 	}
 	return nil
+}
+
+// checkInterface looks, when no frame came for pollTimeout, at whether the
+// interface went down or away. When the interface goes down the kernel
+// stops feeding the socket and flags it with ENETDOWN; when it comes back
+// up the kernel feeds it again by itself, so httplog says so and waits.
+// An interface that was removed never comes back (one made again with the
+// same name is another device): that ends the capture with an error, for
+// the service manager to restart httplog. It returns errTimeout otherwise.
+func (s *liveSource) checkInterface() error {
+	var soErr int
+	var err error
+	if cerr := s.conn.Control(func(fd uintptr) {
+		soErr, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR) // and clears it
+	}); cerr != nil || err != nil || s.ifindex == 0 {
+		return errTimeout
+	}
+	if soErr != int(unix.ENETDOWN) && !s.down {
+		return errTimeout
+	}
+	if _, err := net.InterfaceByIndex(s.ifindex); err != nil {
+		return fmt.Errorf("-i %s: the interface was removed", s.iface)
+	}
+	if !s.down {
+		s.down = true
+		s.logf("-i %s: the interface went down; capturing resumes when it is up again", s.iface)
+	}
+	return errTimeout
 }
 
 // kernelStats reads the socket's counters. The kernel resets them on every

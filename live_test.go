@@ -1202,3 +1202,48 @@ func TestLiveStopDrainsRing(t *testing.T) {
 	}
 	liveCheckAccessLog(t, ng.stop(t), map[string]int{"CQ": rounds}, "CQ")
 }
+
+// TestLiveInterfaceDownUp: the captured interface going down and up again
+// does not stop httplog (it did while gopacket's poll(2) waited for the
+// ring: the socket's error ended the capture); it says so, and the lines
+// of requests before and after are all there. An interface that is
+// removed ends httplog with exit code 1 and a message naming it.
+func TestLiveInterfaceDownUp(t *testing.T) {
+	tp := newLiveTopology(t)
+	ng := tp.startNginx(tp.srvNS)
+	dir := liveLogDir(t)
+	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir)
+	srv := liveEnd{tp.srvNS, tp.srvIf, tp.srv4, tp.srv6}
+	cli := liveEnd{tp.cliNS, tp.cliIf, tp.cli4, tp.cli6}
+
+	from := time.Now()
+	xs := []liveExchange{liveCurl(t, tp, tp.cliNS, liveRequest{method: "GET", url: liveURL(tp.srv4, 80, "/hello.txt"), ua: "hl-before/1"})}
+	tp.run("-n", tp.srvNS, "link", "set", tp.srvIf, "down")
+	if !liveWaitFor(5*time.Second, func() bool { return strings.Contains(d.stderr.String(), "the interface went down") }) {
+		t.Fatalf("no message about %s going down; stderr:\n%s", tp.srvIf, d.stderr.String())
+	}
+	tp.run("-n", tp.srvNS, "link", "set", tp.srvIf, "up")
+	tp.waitUp(srv)
+	tp.waitUp(cli)
+	// IPv4 only after the flap: the IPv6 addresses went with the link.
+	xs = append(xs, liveCurl(t, tp, tp.cliNS, liveRequest{method: "POST", url: liveURL(tp.srv4, 8080, "/api"), ua: "hl-after/1", body: "up"}))
+	if !liveWaitFor(5*time.Second, func() bool { return strings.Contains(d.stderr.String(), "the interface is up again") }) {
+		t.Errorf("no message about %s being up again; stderr:\n%s", tp.srvIf, d.stderr.String())
+	}
+	if d.exited() {
+		t.Fatalf("httplog exited when %s went down and up: %v; stderr:\n%s", tp.srvIf, d.err, d.stderr.String())
+	}
+	liveFinish(t, d, ng, dir, xs, "CQ", "CR", from)
+
+	// Removal: the server's end goes, and with it its veth peer.
+	d = startHttplog(t, tp, tp.srvNS, tp.srvIf, liveLogDir(t))
+	tp.run("-n", tp.srvNS, "link", "del", tp.srvIf)
+	if !d.wait(5 * time.Second) {
+		t.Fatalf("httplog still runs 5 s after %s was removed; stderr:\n%s", tp.srvIf, d.stderr.String())
+	}
+	want := "stopped: -i " + tp.srvIf + ": the interface was removed"
+	var exit *exec.ExitError
+	if !errors.As(d.err, &exit) || exit.ExitCode() != 1 || !strings.Contains(d.stderr.String(), want) {
+		t.Errorf("after removing %s: exit %v, stderr:\n%s\nwant exit code 1 and %q", tp.srvIf, d.err, d.stderr.String(), want)
+	}
+}

@@ -143,7 +143,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 			return fail(err)
 		}
 	}
-	src, locals, err := openSource(cfg)
+	src, locals, err := openSource(cfg, logger)
 	if err != nil {
 		return fail(err)
 	}
@@ -233,7 +233,7 @@ func checkDir(dir string) error {
 
 // openSource opens the file or the interface of cfg, and returns the
 // first local address set.
-func openSource(cfg *Config) (packetSource, *localSet, error) {
+func openSource(cfg *Config, logger *log.Logger) (packetSource, *localSet, error) {
 	if cfg.ReadFile != "" {
 		src, err := openFile(cfg.ReadFile)
 		if err != nil {
@@ -260,7 +260,7 @@ func openSource(cfg *Config) (packetSource, *localSet, error) {
 			return nil, nil, fmt.Errorf("-i %s: %v", cfg.Device, err)
 		}
 	}
-	src, err := openLive(liveConfig{iface: cfg.Device, snaplen: cfg.Snaplen, ringMB: cfg.BufferMB, addVLAN: cfg.AddVLAN, ports: cfg.Ports})
+	src, err := openLive(liveConfig{iface: cfg.Device, snaplen: cfg.Snaplen, ringMB: cfg.BufferMB, addVLAN: cfg.AddVLAN, ports: cfg.Ports, logf: logger.Printf})
 	if err != nil {
 		return nil, nil, err
 	}
