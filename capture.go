@@ -195,11 +195,11 @@ func (s *fileSource) close() {
 // it waits, and an idle process sleeps in one epoll_wait, as a C capturer
 // sleeps in poll (docs/BENCHMARKS.md has the figures).
 type liveSource struct {
-	fd    int             // the socket
-	file  *os.File        // fd, registered with Go's netpoller
-	conn  syscall.RawConn // file's, to wait on
-	ready func(uintptr) bool
-	ring  []byte // numBlocks blocks of blockSize bytes
+	fd    int                // the socket while being set up; -1 once file owns it
+	file  *os.File           // the socket, registered with Go's netpoller
+	conn  syscall.RawConn    // file's, to wait on
+	ready func(uintptr) bool // the wait's test: blockReady, made once
+	ring  []byte             // numBlocks blocks of blockSize bytes
 	g     ringGeometry
 
 	link    int    // link type of every frame, or linkAny: by device type
