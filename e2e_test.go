@@ -572,19 +572,7 @@ func e2eHostileReplay(t *testing.T) {
 	}
 
 	time.Sleep(300 * time.Millisecond) // the last block leaves the ring
-	if d.exited() {
-		t.Fatalf("httplog died during the replay: %v\n%s", d.err, d.stderr.String())
-	}
-	stderr := stopHttplog(t, d)
-	stats := parseStats(t, stderr)
-	checkStatsAddUp(t, stderr)
-
-	lines := readLines(t, dir)
-	e2eCheckBytes(t, dir)
-	got := map[string]int{}
-	for _, l := range lines {
-		got[l.rest]++
-	}
+	_, stats, lines, got := e2eStopAndRead(t, d, dir)
 	// What httplog -r makes of the same frames.
 	pcap := writePcap(t, layers.LinkTypeEthernet, sent, time.Now())
 	cmd := exec.Command(liveBinary(t), "-r", pcap, "-p", "any", "-d", "-")
@@ -679,19 +667,9 @@ func e2eHostileFrames(t *testing.T) {
 	}
 	to := time.Now()
 	time.Sleep(200 * time.Millisecond)
-	if d.exited() {
-		t.Fatalf("httplog died: %v\n%s", d.err, d.stderr.String())
-	}
-	stderr := stopHttplog(t, d)
+	stderr, stats, lines, got := e2eStopAndRead(t, d, dir)
 	access := ng.stop(t)
-	stats := parseStats(t, stderr)
-	checkStatsAddUp(t, stderr)
-
-	lines := readLines(t, dir)
-	e2eCheckBytes(t, dir)
-	got := map[string]int{}
 	for _, l := range lines {
-		got[l.rest]++
 		if l.ts.Before(from.Add(-time.Second)) || l.ts.After(to.Add(time.Second)) {
 			t.Errorf("timestamp %s outside the run: %s", l.ts.Format(time.StampMilli), l.rest)
 		}
@@ -1390,6 +1368,27 @@ func e2eReadCapture(t *testing.T, name string) [][]byte {
 
 // e2eCheckBytes checks every log file byte by byte: each line ends in
 // '\n' and is valid UTF-8 without control bytes.
+// e2eStopAndRead checks that httplog still runs, stops it, checks that its
+// counters add up and that its files hold whole lines, and returns its
+// standard error, its counters, its lines, and how often each line's text
+// (after the timestamp) occurs.
+func e2eStopAndRead(t *testing.T, d *liveProc, dir string) (string, map[string]uint64, []liveLine, map[string]int) {
+	t.Helper()
+	if d.exited() {
+		t.Fatalf("httplog died: %v\n%s", d.err, d.stderr.String())
+	}
+	stderr := stopHttplog(t, d)
+	stats := parseStats(t, stderr)
+	checkStatsAddUp(t, stderr)
+	lines := readLines(t, dir)
+	e2eCheckBytes(t, dir)
+	got := map[string]int{}
+	for _, l := range lines {
+		got[l.rest]++
+	}
+	return stderr, stats, lines, got
+}
+
 func e2eCheckBytes(t *testing.T, dir string) {
 	t.Helper()
 	for name := range liveFileNames(t, dir) {
