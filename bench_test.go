@@ -4,15 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 )
 
 // syntheticCapture writes a capture shaped like a web server's traffic:
@@ -21,23 +17,14 @@ import (
 // the nginx captures of bench/). It returns the path and packet count.
 func syntheticCapture(b *testing.B, conns int) (string, int) {
 	b.Helper()
-	path := filepath.Join(b.TempDir(), "synthetic.pcap")
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	w.WriteFileHeader(1560, layers.LinkTypeEthernet)
-	ts := time.Unix(1764000000, 0)
-	n := 0
 	body := strings.Repeat("x", 1448)
+	var all [][]byte
 	for c := 0; c < conns; c++ {
 		client := fmt.Sprintf("10.%d.%d.%d", c>>16&255, c>>8&255, c&255|1)
 		port := uint16(20000 + c%40000)
 		req := fmt.Sprintf("GET /static/img/%d.png HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0\r\nAccept: image/avif,image/webp,*/*\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\n\r\n", c)
 		resp := "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Tue, 25 Nov 2026 12:00:00 GMT\r\nContent-Type: image/png\r\nContent-Length: 4344\r\nLast-Modified: Mon, 24 Nov 2026 08:00:00 GMT\r\nConnection: keep-alive\r\nETag: \"6743-10f8\"\r\nAccept-Ranges: bytes\r\n\r\n"
-		frames := [][]byte{
+		all = append(all,
 			ipv4HTTP(client, "192.0.2.80", port, 80, ""), // SYN
 			ipv4HTTP("192.0.2.80", client, 80, port, ""), // SYN-ACK
 			ipv4HTTP(client, "192.0.2.80", port, 80, ""), // ACK
@@ -50,14 +37,11 @@ func syntheticCapture(b *testing.B, conns int) (string, int) {
 			ipv4HTTP("192.0.2.80", client, 80, port, body),
 			ipv4HTTP(client, "192.0.2.80", port, 80, ""), // FIN
 			ipv4HTTP("192.0.2.80", client, 80, port, ""), // FIN
-		}
-		for _, fr := range frames {
-			ts = ts.Add(7 * time.Microsecond)
-			w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(fr), Length: len(fr)}, fr)
-			n++
-		}
+		)
 	}
-	return path, n
+	start := time.Unix(1764000000, 0)
+	path := writePcapAt(b, layers.LinkTypeEthernet, all, func(i int) time.Time { return start.Add(time.Duration(i+1) * 7 * time.Microsecond) })
+	return path, len(all)
 }
 
 // BenchmarkOffline runs the whole pipeline on a capture file, beside the

@@ -167,12 +167,12 @@ func TestRingFor(t *testing.T) {
 }
 
 // writePcap writes frames to a pcap file of the given link type, 1 ms apart.
-func writePcap(t *testing.T, link layers.LinkType, frames [][]byte, start time.Time) string {
+func writePcap(t testing.TB, link layers.LinkType, frames [][]byte, start time.Time) string {
 	return writePcapAt(t, link, frames, func(i int) time.Time { return start.Add(time.Duration(i) * time.Millisecond) })
 }
 
 // writePcapAt writes frames to a pcap file, frame i captured at at(i).
-func writePcapAt(t *testing.T, link layers.LinkType, frames [][]byte, at func(int) time.Time) string {
+func writePcapAt(t testing.TB, link layers.LinkType, frames [][]byte, at func(int) time.Time) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "test.pcap")
 	f, err := os.Create(path)
