@@ -190,10 +190,9 @@ func (s *fileSource) close() {
 // which the kernel wakes when it hands a block over. An earlier version
 // waited in a blocking poll(2) inside gopacket's afpacket: the reader's Go
 // processor then sat in a system call at every wait, the runtime's sysmon
-// thread never slept, and every ring block cost several thread switches.
-// In the netpoller the parser and writer run on the reader's thread while
-// it waits, and an idle process sleeps in one epoll_wait, as a C capturer
-// sleeps in poll (docs/BENCHMARKS.md has the figures).
+// thread stayed awake to take it away, and every ring block cost several
+// thread switches. In the netpoller no system call is made between blocks
+// (docs/DESIGN.md and docs/BENCHMARKS.md have the figures).
 type liveSource struct {
 	fd    int                // the socket while being set up; -1 once file owns it
 	file  *os.File           // the socket, registered with Go's netpoller
