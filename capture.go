@@ -473,19 +473,17 @@ func (s *liveSource) next(f *frame) error {
 		}
 	}
 	s.left--
-	base := s.block * s.g.blockSize
-	p := base + s.off
-	if p+frameLLOff+unix.SizeofSockaddrLinklayer > base+s.g.blockSize {
+	p, blockEnd := s.block*s.g.blockSize+s.off, (s.block+1)*s.g.blockSize
+	var h *unix.Tpacket3Hdr
+	if p+frameLLOff+unix.SizeofSockaddrLinklayer <= blockEnd {
+		h = (*unix.Tpacket3Hdr)(unsafe.Pointer(&s.ring[p]))
+	}
+	if h == nil || p+int(h.Mac)+int(h.Snaplen) > blockEnd {
 		s.left = 0 // a frame past the block: the kernel never writes one
 		return s.next(f)
 	}
-	h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&s.ring[p]))
 	s.off += int(h.Next_offset)
 	start, end := p+int(h.Mac), p+int(h.Mac)+int(h.Snaplen)
-	if end > base+s.g.blockSize {
-		s.left = 0
-		return s.next(f)
-	}
 	f.data, f.ts, f.wire, f.link = s.ring[start:end], int64(h.Sec)*1e9+int64(h.Nsec), int(h.Len), s.link
 	if s.link == linkAny {
 		ll := (*unix.RawSockaddrLinklayer)(unsafe.Pointer(&s.ring[p+frameLLOff]))
