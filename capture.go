@@ -1,23 +1,25 @@
 package main
 
-// Packet sources: the live AF_PACKET ring and capture files, behind one
-// small interface so that the rest of the pipeline cannot tell them apart;
-// and the kernel filter, built here as a classic BPF program.
+// The capture stage. Packet sources: the live AF_PACKET ring (ring.go)
+// and capture files, behind one small interface so that the rest of the
+// pipeline cannot tell them apart; the kernel filter, built here as a
+// classic BPF program; the reader goroutines that judge every frame and
+// batch the HTTP starts for the parsers; and this host's addresses.
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
+	"net/netip"
 	"os"
-	"strconv"
-	"strings"
+	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/pcapgo"
@@ -178,417 +180,6 @@ func (s *fileSource) close() {
 		s.f.Close()
 	}
 }
-
-// liveSource reads the TPACKET_V3 receive ring of an AF_PACKET socket,
-// mapped into memory. The kernel fills a block of the ring with frames and
-// hands it over by setting the block's status word; the reader walks the
-// frames in place and hands the block back the same way. No system call
-// is made per frame or per block: a frame points into the ring until the
-// next call of next.
-//
-// When no block is ready, next parks in Go's netpoller on the socket,
-// which the kernel wakes when it hands a block over. An earlier version
-// waited in a blocking poll(2) inside gopacket's afpacket: the reader's Go
-// processor then sat in a system call at every wait, the runtime's sysmon
-// thread stayed awake to take it away, and every ring block cost several
-// thread switches. In the netpoller no system call is made between blocks
-// (docs/DESIGN.md and docs/BENCHMARKS.md have the figures).
-type liveSource struct {
-	fd    int                // the socket while being set up; -1 once file owns it
-	file  *os.File           // the socket, registered with Go's netpoller
-	conn  syscall.RawConn    // file's, to wait on
-	ready func(uintptr) bool // the wait's test: blockReady, made once
-	ring  []byte             // numBlocks blocks of blockSize bytes
-	g     ringGeometry
-
-	link    int    // link type of every frame, or linkAny: by device type
-	addVLAN bool   // put tags the kernel took out back into the frame
-	tagged  []byte // a frame with its tag put back
-
-	iface   string               // as given to -i
-	ifindex int                  // 0 with "any"
-	logf    func(string, ...any) // for the interface going down and up
-	down    bool                 // the interface went down, and has not sent since
-
-	block int    // the block being read, or waited for
-	owned bool   // block is the reader's (TP_STATUS_USER)
-	left  uint32 // frames of block not read yet
-	off   int    // offset in the block of the next frame
-
-	desc   string
-	totals kernelCounts
-}
-
-// ringGeometry is the layout of the ring: frameSize bytes hold the largest
-// frame, blocks of blockSize bytes are handed between kernel and reader.
-type ringGeometry struct {
-	frameSize, blockSize, numBlocks int
-}
-
-// TPACKET_V3 puts a 48-byte header and a 20-byte sockaddr_ll before each
-// frame, aligned to 16 bytes, plus 4 bytes for a VLAN tag put back: 96
-// covers them with room to spare.
-const frameOverhead = 96
-
-// Ring blocks. The kernel fills a block and hands it over whole (or after
-// the block timeout), and each hand-over wakes the reader, so blocks are
-// large: 1 MiB (about 700 full-size frames) measured a quarter less CPU
-// than 256 KiB at 50k packets/s. A small ring is still cut into at least
-// minBlocks blocks, so the kernel can fill some while the reader works
-// through another.
-const (
-	maxBlock  = 1 << 20
-	minBlocks = 8
-)
-
-// ringFor computes the ring for a snap length and a total size in MiB.
-// A frame slot is rounded up to whole pages, as the kernel wants blocks
-// to be page multiples and frames to divide blocks.
-func ringFor(snaplen, megabytes int) (ringGeometry, error) {
-	page := os.Getpagesize()
-	frame := (snaplen + frameOverhead + page - 1) / page * page
-	block := frame * max(1, min(maxBlock, megabytes<<20/minBlocks)/frame)
-	g := ringGeometry{frameSize: frame, blockSize: block}
-	g.numBlocks = megabytes << 20 / block
-	if megabytes <= 0 || g.numBlocks < 1 {
-		return g, fmt.Errorf("-b %d: a ring of %d MB cannot hold one block of %d bytes (for -s %d)",
-			megabytes, megabytes, block, snaplen)
-	}
-	return g, nil
-}
-
-// pollTimeout bounds how long a read waits for a frame, so that the reader
-// sees shutdown and flushes partial batches within this time.
-const pollTimeout = 100 * time.Millisecond
-
-// blockTimeout: the kernel hands a ring block to the reader when it is
-// full or when its first frame is this old, so on a quiet link a frame
-// waits at most this long in the ring (shutdown waits for it: see
-// drainTime).
-const blockTimeout = 64 * time.Millisecond
-
-// liveConfig is what openLive needs to know.
-type liveConfig struct {
-	iface   string // "any" for all interfaces
-	snaplen int
-	ringMB  int
-	addVLAN bool
-	ports   []uint16             // nil: every port
-	logf    func(string, ...any) // messages about the interface
-}
-
-// openLive opens the capture socket on an interface. The socket is
-// SOCK_RAW, so frames keep their link-layer header (and the VLAN tags the
-// NIC left in them); with "any", each frame's link type follows from the
-// type of the device it was seen on.
-func openLive(c liveConfig) (*liveSource, error) {
-	g, err := ringFor(c.snaplen, c.ringMB)
-	if err != nil {
-		return nil, err
-	}
-	s := &liveSource{fd: -1, link: linkAny, addVLAN: c.addVLAN, g: g, iface: c.iface, logf: c.logf}
-	loIndex, ifindex := 0, 0 // ifindex 0 binds to every interface
-	if lo, err := net.InterfaceByName("lo"); err == nil {
-		loIndex = lo.Index
-	}
-	if c.iface != "any" {
-		iface, err := net.InterfaceByName(c.iface)
-		if err != nil {
-			return nil, fmt.Errorf("-i %s: no such interface", c.iface)
-		}
-		if s.link = interfaceLink(c.iface); s.link < 0 {
-			return nil, fmt.Errorf("-i %s: device type %d is not supported (Ethernet, loopback and IP-only devices are)", c.iface, arphrdOf(c.iface))
-		}
-		if iface.Index != loIndex {
-			loIndex = 0 // looped-back copies cannot reach this socket
-		}
-		ifindex = iface.Index
-	}
-	s.ifindex = ifindex
-	prog, err := buildFilter(filterConfig{link: s.link, ports: c.ports, snaplen: c.snaplen, loIndex: loIndex})
-	if err != nil {
-		return nil, fmt.Errorf("-i %s: building the kernel filter: %v", c.iface, err)
-	}
-	if err := s.open(ifindex, prog); err != nil {
-		s.close()
-		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("-i %s: capturing needs root (CAP_NET_RAW): %v", c.iface, unix.EPERM)
-		}
-		return nil, fmt.Errorf("-i %s: %v", c.iface, err)
-	}
-	s.desc = fmt.Sprintf("interface %s (AF_PACKET, TPACKET_V3, ring %d MB = %d blocks of %d KiB, frame %d, filter %d instructions)",
-		c.iface, c.ringMB, g.numBlocks, g.blockSize>>10, g.frameSize, len(prog))
-	return s, nil
-}
-
-// open makes the socket: it attaches the filter and maps the ring before
-// binding to the interface, so that no frame reaches the ring unfiltered.
-func (s *liveSource) open(ifindex int, prog []bpf.RawInstruction) error {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return fmt.Errorf("opening an AF_PACKET socket: %w", err)
-	}
-	s.fd = fd
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
-		return fmt.Errorf("asking for TPACKET_V3: %v", err)
-	}
-	filter := make([]unix.SockFilter, len(prog))
-	for i, ins := range prog {
-		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
-	}
-	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
-		return fmt.Errorf("attaching the kernel filter: %v", err)
-	}
-	g := s.g
-	req := unix.TpacketReq3{
-		Block_size:     uint32(g.blockSize),
-		Block_nr:       uint32(g.numBlocks),
-		Frame_size:     uint32(g.frameSize),
-		Frame_nr:       uint32(g.blockSize / g.frameSize * g.numBlocks),
-		Retire_blk_tov: uint32(blockTimeout / time.Millisecond),
-	}
-	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
-		return fmt.Errorf("making a ring of %d blocks of %d bytes: %v", g.numBlocks, g.blockSize, err)
-	}
-	if s.ring, err = unix.Mmap(fd, 0, g.blockSize*g.numBlocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
-		return fmt.Errorf("mapping the ring (%d bytes): %v", g.blockSize*g.numBlocks, err)
-	}
-	const ethPAll = uint16(unix.ETH_P_ALL)
-	sa := &unix.SockaddrLinklayer{Protocol: ethPAll<<8 | ethPAll>>8, Ifindex: ifindex} // network byte order
-	if err := unix.Bind(fd, sa); err != nil {
-		return fmt.Errorf("binding the capture socket: %v", err)
-	}
-	// The socket is non-blocking, so os.NewFile registers it with the
-	// netpoller.
-	s.fd = -1
-	return s.watch(os.NewFile(uintptr(fd), "AF_PACKET socket"))
-}
-
-// watch makes f, which the kernel wakes when it hands a block over, the
-// file next waits on. A deadline can only be set on a file registered
-// with the netpoller, so that is checked here.
-func (s *liveSource) watch(f *os.File) error {
-	s.file = f
-	if err := f.SetReadDeadline(time.Time{}); err != nil {
-		return fmt.Errorf("the capture socket cannot be waited on: %v", err)
-	}
-	var err error
-	if s.conn, err = f.SyscallConn(); err != nil {
-		return err
-	}
-	s.ready = func(uintptr) bool { return s.blockReady() }
-	return nil
-}
-
-// arphrdLinks maps ARPHRD device types (include/uapi/linux/if_arp.h) to
-// the link type of their frames on a SOCK_RAW packet socket.
-var arphrdLinks = map[uint16]int{
-	1:     linkEthernet, // ARPHRD_ETHER: Ethernet, veth, bridges, bonds, VLAN devices
-	772:   linkEthernet, // ARPHRD_LOOPBACK: lo, with a zeroed Ethernet header
-	65534: linkRaw,      // ARPHRD_NONE: tun, wireguard
-	512:   linkRaw,      // ARPHRD_PPP
-	519:   linkRaw,      // ARPHRD_RAWIP
-	768:   linkRaw,      // ARPHRD_TUNNEL: ipip
-	769:   linkRaw,      // ARPHRD_TUNNEL6: ip6tnl
-	776:   linkRaw,      // ARPHRD_SIT
-	778:   linkRaw,      // ARPHRD_IPGRE
-}
-
-// interfaceLink returns the link type of an interface's frames, or -1 for
-// a device type httplog does not decode.
-func interfaceLink(iface string) int {
-	return hatypeLink(arphrdOf(iface))
-}
-
-// hatypeLink returns the link type of frames of a device type, or -1.
-func hatypeLink(hatype uint16) int {
-	if link, ok := arphrdLinks[hatype]; ok {
-		return link
-	}
-	return -1
-}
-
-// arphrdOf reads the ARPHRD type of an interface (1 when unreadable:
-// Ethernet is by far the most likely).
-func arphrdOf(iface string) uint16 {
-	b, err := os.ReadFile("/sys/class/net/" + iface + "/type")
-	if err != nil {
-		return 1
-	}
-	t, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 16)
-	if err != nil {
-		return 1
-	}
-	return uint16(t)
-}
-
-// Offsets in the ring (include/uapi/linux/if_packet.h): a block begins
-// with its descriptor, whose tpacket_hdr_v1 holds the status word; each
-// frame begins with a tpacket3_hdr, then the sockaddr_ll of its device.
-const (
-	blockHdrOff = 8  // tpacket_hdr_v1 in tpacket_block_desc
-	frameLLOff  = 48 // sockaddr_ll after the 48-byte tpacket3_hdr
-)
-
-func (s *liveSource) blockHeader() *unix.TpacketHdrV1 {
-	return (*unix.TpacketHdrV1)(unsafe.Pointer(&s.ring[s.block*s.g.blockSize+blockHdrOff]))
-}
-
-// blockReady tells whether the kernel has handed the block over.
-func (s *liveSource) blockReady() bool {
-	return atomic.LoadUint32(&s.blockHeader().Block_status)&unix.TP_STATUS_USER != 0
-}
-
-// release hands the block back to the kernel and moves on to the next.
-func (s *liveSource) release() {
-	atomic.StoreUint32(&s.blockHeader().Block_status, unix.TP_STATUS_KERNEL)
-	s.block = (s.block + 1) % s.g.numBlocks
-	s.owned = false
-}
-
-// next returns the next frame of the ring, or errTimeout when none came
-// within pollTimeout.
-func (s *liveSource) next(f *frame) error {
-	waited := false
-	for s.left == 0 {
-		if s.owned {
-			s.release()
-		}
-		if !s.blockReady() {
-			if waited {
-				return errTimeout
-			}
-			if err := s.wait(); err != nil {
-				return err
-			}
-			waited = true
-			continue
-		}
-		h := s.blockHeader()
-		s.owned, s.left, s.off = true, h.Num_pkts, int(h.Offset_to_first_pkt)
-		if s.down {
-			s.down = false
-			s.logf("-i %s: the interface is up again, capturing", s.iface)
-		}
-	}
-	s.left--
-	p, blockEnd := s.block*s.g.blockSize+s.off, (s.block+1)*s.g.blockSize
-	var h *unix.Tpacket3Hdr
-	if p+frameLLOff+unix.SizeofSockaddrLinklayer <= blockEnd {
-		h = (*unix.Tpacket3Hdr)(unsafe.Pointer(&s.ring[p]))
-	}
-	if h == nil || p+int(h.Mac)+int(h.Snaplen) > blockEnd {
-		s.left = 0 // a frame past the block: the kernel never writes one
-		return s.next(f)
-	}
-	s.off += int(h.Next_offset)
-	start, end := p+int(h.Mac), p+int(h.Mac)+int(h.Snaplen)
-	f.data, f.ts, f.wire, f.link = s.ring[start:end], int64(h.Sec)*1e9+int64(h.Nsec), int(h.Len), s.link
-	if s.link == linkAny {
-		ll := (*unix.RawSockaddrLinklayer)(unsafe.Pointer(&s.ring[p+frameLLOff]))
-		f.link = hatypeLink(ll.Hatype)
-	}
-	if s.addVLAN && h.Status&unix.TP_STATUS_VLAN_VALID != 0 && f.link == linkEthernet && len(f.data) >= 12 {
-		s.putTagBack(f, h)
-	}
-	return nil
-}
-
-// putTagBack copies a frame whose 802.1Q tag the NIC took out, with the
-// tag back after the MAC addresses (TPID 0x8100 unless the kernel says).
-func (s *liveSource) putTagBack(f *frame, h *unix.Tpacket3Hdr) {
-	tpid := uint16(etherVLAN)
-	if h.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 && h.Hv1.Vlan_tpid != 0 {
-		tpid = h.Hv1.Vlan_tpid
-	}
-	b := append(s.tagged[:0], f.data[:12]...)
-	b = binary.BigEndian.AppendUint16(b, tpid)
-	b = binary.BigEndian.AppendUint16(b, uint16(h.Hv1.Vlan_tci))
-	b = append(b, f.data[12:]...)
-	s.tagged = b
-	f.data = b
-	f.wire += 4
-}
-
-// wait parks until the kernel hands the current block over, or for at
-// most pollTimeout (errTimeout). The kernel wakes the socket at every
-// hand-over; the netpoller remembers a wake-up that came before the wait.
-func (s *liveSource) wait() error {
-	s.file.SetReadDeadline(time.Now().Add(pollTimeout))
-	err := s.conn.Read(s.ready)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return s.checkInterface()
-	}
-	if err != nil {
-		return fmt.Errorf("waiting for the capture ring: %v", err)
-	}
-	return nil
-}
-
-// checkInterface looks, when no frame came for pollTimeout, at whether the
-// interface went down or away. When the interface goes down the kernel
-// stops feeding the socket and flags it with ENETDOWN; when it comes back
-// up the kernel feeds it again by itself, so httplog says so and waits.
-// An interface that was removed never comes back (one made again with the
-// same name is another device): that ends the capture with an error, for
-// the service manager to restart httplog. It returns errTimeout otherwise.
-func (s *liveSource) checkInterface() error {
-	var soErr int
-	var err error
-	if cerr := s.conn.Control(func(fd uintptr) {
-		soErr, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR) // and clears it
-	}); cerr != nil || err != nil || s.ifindex == 0 {
-		return errTimeout
-	}
-	if soErr != int(unix.ENETDOWN) && !s.down {
-		return errTimeout
-	}
-	if _, err := net.InterfaceByIndex(s.ifindex); err != nil {
-		return fmt.Errorf("-i %s: the interface was removed", s.iface)
-	}
-	if !s.down {
-		s.down = true
-		s.logf("-i %s: the interface went down; capturing resumes when it is up again", s.iface)
-	}
-	return errTimeout
-}
-
-// kernelStats reads the socket's counters. The kernel resets them on every
-// read and keeps them in 32 bits, so they are added up here in 64 bits
-// (read them at least once per 2^32 frames).
-func (s *liveSource) kernelStats() kernelCounts {
-	var err error
-	var st *unix.TpacketStatsV3
-	if cerr := s.conn.Control(func(fd uintptr) {
-		st, err = unix.GetsockoptTpacketStatsV3(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS)
-	}); cerr == nil && err == nil {
-		s.totals.received += uint64(st.Packets) // includes the drops
-		s.totals.drops += uint64(st.Drops)
-		s.totals.freezes += uint64(st.Freeze_q_cnt)
-	}
-	return s.totals
-}
-
-// drainTime: twice the block timeout covers the retire timer's slack.
-func (s *liveSource) drainTime() time.Duration { return 2 * blockTimeout }
-func (s *liveSource) describe() string         { return s.desc }
-
-func (s *liveSource) close() {
-	if s.ring != nil {
-		unix.Munmap(s.ring)
-		s.ring = nil
-	}
-	if s.file != nil {
-		s.file.Close()
-	} else if s.fd >= 0 {
-		unix.Close(s.fd)
-	}
-}
-
-// linkAny stands for the frames of all interfaces: Ethernet or raw IP,
-// according to the device each frame was seen on.
-const linkAny = -2
 
 // filterConfig describes the kernel filter to build.
 type filterConfig struct {
@@ -790,4 +381,375 @@ func (a *asm) assemble() []bpf.Instruction {
 		}
 	}
 	return a.prog
+}
+
+// The reader stage: one goroutine per packet source judges every frame
+// in place and copies the payloads of HTTP starts into batches, one batch
+// per parser, chosen by the connection's symmetric hash.
+
+// pktBatch carries HTTP start packets from a reader to one parser.
+type pktBatch struct {
+	items []pktItem
+	buf   []byte // the payloads, back to back
+}
+
+// pktItem is one HTTP start packet of a batch.
+type pktItem struct {
+	ts       int64
+	src, dst netip.AddrPort
+	kind     msgKind
+	off, end uint32 // payload: buf[off:end]
+}
+
+// readerConfig is what the readers of a run share.
+type readerConfig struct {
+	ports       []uint16      // nil: every port
+	limit       int64         // stop after this many packets, if >= 0
+	logEvery    uint64        // a statistics line every this many packets, if > 0
+	reportEvery time.Duration // and at least this often, if > 0
+	report      func()        // writes the statistics line
+}
+
+// How often a reader does its bookkeeping: every publishEvery frames, and
+// at every poll timeout, it hands its counts to the registry and looks at
+// shutdown; once a second at most it reads the kernel's counters, so that
+// they are fresh for whoever reads the registry.
+const (
+	publishEvery = 256
+	kernelEvery  = time.Second
+)
+
+// startReaders starts a reader goroutine for each source, feeding the
+// parser queues. When the last reader has returned, the queues are
+// closed, and the returned channel yields the readers' errors joined (nil
+// if none).
+func startReaders(ctx context.Context, srcs []packetSource, c readerConfig, queues []chan *pktBatch, free chan *pktBatch, reg *registry) <-chan error {
+	done := make(chan error, 1)
+	errs := make([]error, len(srcs))
+	var wg sync.WaitGroup
+	for i, src := range srcs {
+		r := newReader(src, c, queues, free, reg.newSet())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.run(ctx)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		for _, q := range queues {
+			close(q)
+		}
+		done <- errors.Join(errs...)
+	}()
+	return done
+}
+
+// reader moves frames from one source into batches for the parsers.
+type reader struct {
+	readerConfig
+	src  packetSource
+	out  []chan *pktBatch
+	free chan *pktBatch
+	set  *counterSet // where n is published
+
+	cur     []*pktBatch // batch being filled, per parser
+	pending bool        // some batch in cur holds packets
+	oldest  int64       // capture time of the first packet pending
+
+	n          counterValues // this reader's counts; only cPackets…cLeftInRing
+	lastKernel time.Time     // when the kernel's counters were last read
+	lastReport time.Time     // when the statistics line was last written
+}
+
+func newReader(src packetSource, c readerConfig, out []chan *pktBatch, free chan *pktBatch, set *counterSet) *reader {
+	now := time.Now()
+	return &reader{readerConfig: c, src: src, out: out, free: free, set: set,
+		cur: make([]*pktBatch, len(out)), lastKernel: now, lastReport: now}
+}
+
+// run reads until the source ends, the packet limit is reached or ctx is
+// cancelled; then it hands on what it holds, closes the source, publishes
+// its final counts, and returns the source's error, if any.
+//
+// After cancellation it goes on reading for the source's drainTime: a
+// live ring still holds frames captured before the signal in a block the
+// kernel has not handed over yet, and those lines must not be lost.
+func (r *reader) run(ctx context.Context) error {
+	defer r.finish()
+	var stopAt time.Time // when to stop, once cancelled
+	done := func() bool {
+		if stopAt.IsZero() {
+			if ctx.Err() == nil {
+				return false
+			}
+			stopAt = time.Now().Add(r.src.drainTime())
+		}
+		return !time.Now().Before(stopAt)
+	}
+	var f frame
+	var p packet
+	for r.limit < 0 || r.n[cPackets] < uint64(r.limit) {
+		err := r.src.next(&f)
+		if err == errTimeout {
+			r.sendAll()
+			r.bookkeeping()
+			if done() {
+				return nil
+			}
+			continue
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r.n[cPackets]++
+		r.n[cBytes] += uint64(f.wire)
+		r.handle(&f, &p)
+		if r.pending && f.ts-r.oldest > maxBatchDelay {
+			r.sendAll()
+		}
+		if r.logEvery > 0 && r.n[cPackets]%r.logEvery == 0 {
+			r.readKernel()
+			r.statistics()
+		}
+		if r.n[cPackets]%publishEvery == 0 {
+			r.bookkeeping()
+			if done() {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// handle judges one frame, and copies it into a batch if it starts an
+// HTTP message. It is the only per-packet work of the reader.
+func (r *reader) handle(f *frame, p *packet) {
+	switch decodeFrame(f.link, f.data, p) {
+	case vTCP:
+	case vOther:
+		r.n[cNotHTTP]++
+		return
+	case vFragment:
+		r.n[cFragments]++
+		return
+	case vMalformed:
+		r.n[cMalformed]++
+		return
+	default:
+		r.n[cUnsupported]++
+		return
+	}
+	kind := httpStart(p.payload)
+	// The ports are checked again: frames can reach the ring before the
+	// kernel filter is attached, and capture files have no filter.
+	if kind == notHTTP || !r.portMatch(p) {
+		r.n[cNotHTTP]++
+		return
+	}
+	i := int(uint64(p.flow) * uint64(len(r.out)) >> 32)
+	b := r.cur[i]
+	if b == nil {
+		b = <-r.free
+		r.cur[i] = b
+		if !r.pending {
+			r.pending, r.oldest = true, f.ts
+		}
+	}
+	off := len(b.buf)
+	b.buf = append(b.buf, p.payload...)
+	b.items = append(b.items, pktItem{
+		ts:   f.ts,
+		src:  netip.AddrPortFrom(addrFrom(p.src), p.sport),
+		dst:  netip.AddrPortFrom(addrFrom(p.dst), p.dport),
+		kind: kind,
+		off:  uint32(off),
+		end:  uint32(len(b.buf)),
+	})
+	if len(b.items) == batchSize || len(b.buf) >= batchBytes {
+		r.out[i] <- b
+		r.cur[i] = nil
+	}
+}
+
+func (r *reader) portMatch(p *packet) bool {
+	if r.ports == nil {
+		return true
+	}
+	for _, port := range r.ports {
+		if p.sport == port || p.dport == port {
+			return true
+		}
+	}
+	return false
+}
+
+// sendAll hands every partly filled batch to its parser.
+func (r *reader) sendAll() {
+	for i, b := range r.cur {
+		if b != nil {
+			r.out[i] <- b
+			r.cur[i] = nil
+		}
+	}
+	r.pending = false
+}
+
+// bookkeeping publishes the counts, and reads the kernel's counters and
+// writes the statistics line when they are due.
+func (r *reader) bookkeeping() {
+	now := time.Now()
+	if now.Sub(r.lastKernel) >= kernelEvery {
+		r.readKernel()
+	}
+	if r.reportEvery > 0 && now.Sub(r.lastReport) >= r.reportEvery {
+		r.statistics()
+		return
+	}
+	r.set.publish(&r.n)
+}
+
+// statistics publishes the counts and writes the statistics line.
+func (r *reader) statistics() {
+	r.set.publish(&r.n)
+	r.report()
+	r.lastReport = time.Now()
+}
+
+// readKernel takes the kernel's counters of the source; it returns how
+// many frames the kernel passed in all.
+func (r *reader) readKernel() uint64 {
+	k := r.src.kernelStats()
+	r.n[cKernelDrops], r.n[cKernelFreezes] = k.drops, k.freezes
+	r.lastKernel = time.Now()
+	return k.received
+}
+
+// finish hands on the last batches, counts what the kernel delivered
+// beyond what was read (still in the ring), closes the source and
+// publishes the final counts.
+func (r *reader) finish() {
+	r.sendAll()
+	if received := r.readKernel(); received > r.n[cKernelDrops]+r.n[cPackets] {
+		r.n[cLeftInRing] = received - r.n[cKernelDrops] - r.n[cPackets]
+	}
+	r.src.close()
+	r.set.publish(&r.n)
+}
+
+func addrFrom(b []byte) netip.Addr {
+	if len(b) == 4 {
+		return netip.AddrFrom4([4]byte(b))
+	}
+	return netip.AddrFrom16([16]byte(b))
+}
+
+// openSource opens the file or the interface of cfg, and returns the
+// first local address set.
+func openSource(cfg *Config, logger *log.Logger) (packetSource, *localSet, error) {
+	if cfg.ReadFile != "" {
+		src, err := openFile(cfg.ReadFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-r %s: %v", cfg.ReadFile, err)
+		}
+		// A capture file is seen from its server unless -local says more.
+		return src, &localSet{all: cfg.Local == nil, prefixes: cfg.Local}, nil
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Device, err = chooseDevice(cfg, ifaces); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Device != "any" {
+		if _, err := net.InterfaceByName(cfg.Device); err != nil {
+			return nil, nil, fmt.Errorf("-i %s: no such interface", cfg.Device)
+		}
+	}
+	locals := &localSet{prefixes: cfg.Local}
+	if cfg.Local == nil {
+		if locals, err = interfaceAddresses(cfg.Device); err != nil {
+			return nil, nil, fmt.Errorf("-i %s: %v", cfg.Device, err)
+		}
+	}
+	src, err := openLive(liveConfig{iface: cfg.Device, snaplen: cfg.Snaplen, ringMB: cfg.BufferMB, addVLAN: cfg.AddVLAN, ports: cfg.Ports, logf: logger.Printf})
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, locals, nil
+}
+
+// localSet is the set of this host's addresses, which decides CQ/CR from
+// SQ/SR. all: every address counts as local (capture files).
+type localSet struct {
+	all      bool
+	prefixes []netip.Prefix
+}
+
+func (s *localSet) contains(a netip.Addr) bool {
+	if s.all {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range s.prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// interfaceAddresses reads the addresses of an interface ("any": of all).
+func interfaceAddresses(device string) (*localSet, error) {
+	var addrs []net.Addr
+	var err error
+	if device == "any" {
+		addrs, err = net.InterfaceAddrs()
+	} else {
+		var iface *net.Interface
+		if iface, err = net.InterfaceByName(device); err == nil {
+			addrs, err = iface.Addrs()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &localSet{}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				ip = ip.Unmap()
+				s.prefixes = append(s.prefixes, netip.PrefixFrom(ip, ip.BitLen()))
+			}
+		}
+	}
+	return s, nil
+}
+
+// localRefresh: how often the interface addresses are read again.
+const localRefresh = 10 * time.Second
+
+// followAddresses re-reads the interface addresses every localRefresh, so
+// that CQ/CR/SQ/SR follow address changes, until ctx ends. It runs on a
+// goroutine of its own, started with the capture.
+func followAddresses(ctx context.Context, device string, set *atomic.Pointer[localSet], logger *log.Logger) {
+	t := time.NewTicker(localRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s, err := interfaceAddresses(device)
+			if err != nil {
+				logger.Printf("reading the addresses of %s (keeping the last ones): %v", device, err)
+				continue
+			}
+			set.Store(s)
+		}
+	}
 }

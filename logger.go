@@ -11,8 +11,9 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // lineBatch carries formatted lines from a parser to the writer.
@@ -30,13 +31,6 @@ type lineRef struct {
 
 func (b *lineBatch) reset() {
 	b.buf, b.lines = b.buf[:0], b.lines[:0]
-}
-
-// writerStats are the writer's counters, read by the statistics line.
-type writerStats struct {
-	lines       [numTypes]atomic.Uint64 // lines that reached the writer, by type (lost ones too)
-	lost        atomic.Uint64           // lines given up: buffer full while the disk refused writes
-	writeErrors atomic.Uint64           // failed write or open calls
 }
 
 // Buffer sizes of one log file.
@@ -78,14 +72,14 @@ type logFile struct {
 // writer turns line batches into files.
 type writer struct {
 	cfg     writerConfig
-	stats   *writerStats
+	stats   *counterSet         // lines by type, lines lost, write errors
 	files   map[uint32]*logFile // by fileKey
 	newest  uint32              // latest day seen
 	lastErr time.Time
 	now     func() time.Time
 }
 
-func newWriter(cfg writerConfig, stats *writerStats) *writer {
+func newWriter(cfg writerConfig, stats *counterSet) *writer {
 	if cfg.open == nil {
 		cfg.open = openAppend
 	}
@@ -110,6 +104,38 @@ func (w *writer) fileName(day uint32, typ lineType) string {
 		return filepath.Join(w.cfg.dir, fmt.Sprintf("http-%s-%08d.log", typ, day))
 	}
 	return filepath.Join(w.cfg.dir, fmt.Sprintf("http-%08d.log", day))
+}
+
+// startWriter starts the writer goroutine. Parsers take empty batches
+// from free, fill them and send them to lines; the writer hands each back
+// to free once written. When lines is closed the writer flushes and
+// closes every file, then closes done. A value on reopen (SIGHUP) closes
+// the files so that the next lines open them anew.
+func startWriter(cfg writerConfig, stats *counterSet, parsers int, reopen <-chan struct{}) (lines, free chan *lineBatch, done <-chan struct{}) {
+	lines = make(chan *lineBatch, queueDepth)
+	// Enough batches for a full queue and two in the hands of each parser.
+	free = make(chan *lineBatch, queueDepth+2*parsers)
+	for i := 0; i < cap(free); i++ {
+		free <- &lineBatch{}
+	}
+	w := newWriter(cfg, stats)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		w.run(lines, free, reopen)
+	}()
+	return lines, free, written
+}
+
+// checkDir creates the log directory if missing and checks it is writable.
+func checkDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("-d %s: %v", dir, err)
+	}
+	if err := unix.Access(dir, unix.W_OK); err != nil {
+		return fmt.Errorf("-d %s: directory is not writable: %v", dir, err)
+	}
+	return nil
 }
 
 // run writes batches from in until it is closed, then flushes and closes
@@ -166,11 +192,11 @@ func (w *writer) write(b *lineBatch) {
 	}
 	for t, n := range counts {
 		if n > 0 {
-			w.stats.lines[t].Add(n)
+			w.stats.add(lineCounter(lineType(t)), n)
 		}
 	}
 	if lost > 0 {
-		w.stats.lost.Add(lost)
+		w.stats.add(cLinesLost, lost)
 	}
 }
 
@@ -235,7 +261,7 @@ func (w *writer) flush(f *logFile) {
 // failed counts a write error and reports it at most every few seconds.
 func (w *writer) failed(f *logFile, err error) {
 	f.failing = true
-	w.stats.writeErrors.Add(1)
+	w.stats.add(cWriteErrors, 1)
 	if now := w.now(); now.Sub(w.lastErr) >= errorReportEvery {
 		w.lastErr = now
 		w.cfg.log.Printf("write error (lines are held and retried every second; %d bytes pending): %v", len(f.buf), err)
@@ -301,7 +327,7 @@ func (w *writer) closeAll() {
 	for key, f := range w.files {
 		w.flush(f)
 		if n := countLines(f.buf); n > 0 {
-			w.stats.lost.Add(n)
+			w.stats.add(cLinesLost, n)
 			w.cfg.log.Printf("%s: %d lines could not be written and are lost", f.name, n)
 		}
 		w.closeFile(f)
@@ -312,7 +338,7 @@ func (w *writer) closeAll() {
 func (w *writer) closeFile(f *logFile) {
 	if f.w != nil {
 		if err := f.w.Close(); err != nil {
-			w.stats.writeErrors.Add(1)
+			w.stats.add(cWriteErrors, 1)
 			w.cfg.log.Printf("closing %s: %v", f.name, err)
 		}
 		f.w = nil

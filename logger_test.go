@@ -28,10 +28,10 @@ type lineInput struct {
 	typ  lineType
 }
 
-func testWriter(t *testing.T, cfg writerConfig) (*writer, *writerStats, *bytes.Buffer) {
+func testWriter(t *testing.T, cfg writerConfig) (*writer, *counterSet, *bytes.Buffer) {
 	var messages bytes.Buffer
 	cfg.log = log.New(&messages, "", 0)
-	stats := &writerStats{}
+	stats := &counterSet{}
 	return newWriter(cfg, stats), stats, &messages
 }
 
@@ -71,7 +71,7 @@ func TestWriterDays(t *testing.T) {
 		t.Errorf("day 2: %q", got)
 	}
 	for typ, want := range []uint64{1, 1, 1, 1} {
-		if got := stats.lines[typ].Load(); got != want {
+		if got := stats.load(lineCounter(lineType(typ))); got != want {
 			t.Errorf("%s: %d lines counted, want %d", lineType(typ), got, want)
 		}
 	}
@@ -113,8 +113,8 @@ func TestWriterManyLines(t *testing.T) {
 	if got := readFile(t, filepath.Join(dir, "http-20261125.log")); got != want.String() {
 		t.Errorf("file differs from the lines sent (%d vs %d bytes)", len(got), want.Len())
 	}
-	if stats.lines[typeCQ].Load() != 20000 || stats.lost.Load() != 0 {
-		t.Errorf("counted %d lines, %d lost", stats.lines[typeCQ].Load(), stats.lost.Load())
+	if stats.load(lineCounter(typeCQ)) != 20000 || stats.load(cLinesLost) != 0 {
+		t.Errorf("counted %d lines, %d lost", stats.load(lineCounter(typeCQ)), stats.load(cLinesLost))
 	}
 }
 
@@ -163,8 +163,8 @@ func TestWriterDiskFull(t *testing.T) {
 	w.flushAll() // fails after 25 bytes
 	send(10)
 	w.flushAll()
-	if stats.writeErrors.Load() != 2 || !strings.Contains(messages.String(), "no space left on device") {
-		t.Errorf("write errors %d, messages %q", stats.writeErrors.Load(), messages.String())
+	if stats.load(cWriteErrors) != 2 || !strings.Contains(messages.String(), "no space left on device") {
+		t.Errorf("write errors %d, messages %q", stats.load(cWriteErrors), messages.String())
 	}
 	if strings.Count(messages.String(), "write error") != 1 {
 		t.Errorf("write errors are not rate-limited: %q", messages.String())
@@ -175,8 +175,8 @@ func TestWriterDiskFull(t *testing.T) {
 	if disk.String() != want.String() {
 		t.Errorf("after the disk has space again:\n got %q\nwant %q", disk.String(), want.String())
 	}
-	if stats.lost.Load() != 0 || !strings.Contains(messages.String(), "writing standard") && !strings.Contains(messages.String(), "writing /logs/") {
-		t.Errorf("lost %d, messages %q", stats.lost.Load(), messages.String())
+	if stats.load(cLinesLost) != 0 || !strings.Contains(messages.String(), "writing standard") && !strings.Contains(messages.String(), "writing /logs/") {
+		t.Errorf("lost %d, messages %q", stats.load(cLinesLost), messages.String())
 	}
 }
 
@@ -202,7 +202,7 @@ func TestWriterLosesWholeLines(t *testing.T) {
 	w.closeAll()
 	sent := uint64((n + 99) / 100 * 100)
 	written := uint64(strings.Count(disk.String(), "\n")) // lines that reached the disk whole
-	counted, lost := stats.lines[typeCQ].Load(), stats.lost.Load()
+	counted, lost := stats.load(lineCounter(typeCQ)), stats.load(cLinesLost)
 	if counted != sent || lost == 0 || lost != sent-written {
 		t.Errorf("sent %d, counted %d, written %d, lost %d: every line not written must be counted lost", sent, counted, written, lost)
 	}
@@ -264,8 +264,8 @@ func TestWriterFollowsNames(t *testing.T) {
 	w.followNames()
 	w.flushAll()
 	w.closeAll()
-	if got := readFile(t, name); got != "four\n" || stats.lost.Load() != 0 {
-		t.Errorf("after the directory was removed: %q, lost %d", got, stats.lost.Load())
+	if got := readFile(t, name); got != "four\n" || stats.load(cLinesLost) != 0 {
+		t.Errorf("after the directory was removed: %q, lost %d", got, stats.load(cLinesLost))
 	}
 	if strings.Count(messages.String(), "was moved or removed") != 2 {
 		t.Errorf("messages: %q", messages.String())

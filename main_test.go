@@ -245,14 +245,17 @@ func TestReaderKernelAccounting(t *testing.T) {
 	q := make(chan *pktBatch, 1)
 	free := make(chan *pktBatch, 1)
 	free <- &pktBatch{}
-	var got *readerStats
-	r := &reader{src: src, out: []chan *pktBatch{q}, free: free, limit: 3, logEvery: 0, report: func(s *readerStats) { got = s }}
-	if err := r.run(context.Background()); err != nil {
+	reported := false
+	reg := &registry{}
+	c := readerConfig{limit: 3, report: func() { reported = true }}
+	if err := <-startReaders(context.Background(), []packetSource{src}, c, []chan *pktBatch{q}, free, reg); err != nil {
 		t.Fatal(err)
 	}
-	want := readerStats{packets: 3, bytes: uint64(3 * len(frame)), notHTTP: 3, kernel: src.kernel, leftInRing: 9 - 2 - 3}
-	if r.stats != want || !src.closed || got != nil {
-		t.Errorf("stats %+v, closed %v\nwant %+v", r.stats, src.closed, want)
+	var want counterValues
+	want[cPackets], want[cBytes], want[cNotHTTP] = 3, uint64(3*len(frame)), 3
+	want[cKernelDrops], want[cKernelFreezes], want[cLeftInRing] = 2, 1, 9-2-3
+	if got := reg.read(); got != want || !src.closed || reported {
+		t.Errorf("stats %v, closed %v\nwant %v", got, src.closed, want)
 	}
 	if _, open := <-q; open {
 		t.Error("the parser queue was not closed")
@@ -276,6 +279,57 @@ func TestCPUsFollowFlag(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), tt.want) {
 			t.Errorf("-cpu %s %v: %v, want %q in\n%s", tt.cpu, tt.env, err, tt.want, out)
+		}
+	}
+}
+
+// idleLive is a live source on a quiet link: no frame ever comes.
+type idleLive struct{ fakeLive }
+
+func (s *idleLive) next(f *frame) error { return errTimeout }
+
+// TestStatisticsOnQuietLink: with -log_every set, a reader that sees no
+// packet still writes the statistics line every reportEvery (a minute in
+// serve), so the latest line is never stale; without, it writes none.
+func TestStatisticsOnQuietLink(t *testing.T) {
+	for _, every := range []time.Duration{time.Millisecond, 0} {
+		ctx, cancel := context.WithCancel(context.Background())
+		reports := make(chan struct{}, 100)
+		c := readerConfig{limit: -1, logEvery: 10000, reportEvery: every, report: func() { reports <- struct{}{} }}
+		done := startReaders(ctx, []packetSource{&idleLive{}}, c, []chan *pktBatch{make(chan *pktBatch)}, make(chan *pktBatch), &registry{})
+		if every > 0 {
+			<-reports
+			<-reports // two lines with no packet in between
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if every == 0 && len(reports) != 0 {
+			t.Errorf("reportEvery 0: %d statistics lines, want none", len(reports))
+		}
+	}
+}
+
+// TestRegistrySumsSets: the registry sums every goroutine's set, and the
+// statistics line names every counter once, in the registry's order.
+func TestRegistrySumsSets(t *testing.T) {
+	reg := &registry{}
+	a, b := reg.newSet(), reg.newSet()
+	a.add(cPackets, 3)
+	b.add(cPackets, 4)
+	var v counterValues
+	v[cLinesLost] = 5
+	b.publish(&v) // publish replaces the set's values
+	got := reg.read()
+	if got[cPackets] != 3 || got[cLinesLost] != 5 {
+		t.Errorf("read %v, want packets=3 lines_lost=5", got)
+	}
+	line := statsLine(got)
+	for i, def := range counterDefs {
+		field := strings.Fields(line)[1+i]
+		if name, _, _ := strings.Cut(field, "="); name != def.name {
+			t.Errorf("field %d of %q is %s, want %s", i, line, name, def.name)
 		}
 	}
 }

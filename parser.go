@@ -4,19 +4,23 @@ package main
 // payload (decodeFrame) → HTTP start line and two header values
 // (parseMessage) → one escaped text line (appendLine). Nothing here does
 // I/O or keeps global state, and nothing allocates once the caller's
-// buffers have grown to their working size.
+// buffers have grown to their working size. At the end of the file, the
+// parser stage that runs them on its goroutines.
 
 import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
 
 // Link types (DLT numbers as pcap and pcapng files carry them). The live
-// socket produces linkEthernet, or linkRaw for SOCK_DGRAM captures.
+// socket produces linkEthernet, or linkRaw for devices without a link
+// header (tun, ppp, IP tunnels).
 const (
 	linkNull      = 0   // BSD loopback: 4-byte address family, host byte order
 	linkEthernet  = 1   // Ethernet II, any number of 802.1Q/802.1ad tags
@@ -546,4 +550,62 @@ func appendEscaped(b, s []byte) []byte {
 		}
 	}
 	return b
+}
+
+// The parser stage: -cpu goroutines, each owning the connections the
+// readers' flow hash sends it, turn packet batches into line batches.
+
+// parser is the state one parser goroutine owns.
+type parser struct {
+	locals *atomic.Pointer[localSet] // this host's addresses, followed
+	clock  *clock
+	rec    record
+}
+
+// startParsers starts n parser goroutines, each reading its own queue
+// (returned, for the readers to send to). Every parser hands its batches
+// back to free and its lines to out, which is closed after the last
+// parser has returned.
+func startParsers(n int, locals *atomic.Pointer[localSet], loc *time.Location, free chan<- *pktBatch, out chan<- *lineBatch, outFree <-chan *lineBatch) []chan *pktBatch {
+	queues := make([]chan *pktBatch, n)
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan *pktBatch, queueDepth)
+		p := &parser{locals: locals, clock: newClock(loc)}
+		wg.Add(1)
+		go func(in <-chan *pktBatch) {
+			defer wg.Done()
+			for b := range in {
+				lb := <-outFree
+				p.batch(b, lb)
+				b.items, b.buf = b.items[:0], b.buf[:0]
+				free <- b
+				out <- lb
+			}
+		}(queues[i])
+	}
+	go func() {
+		wg.Wait()
+		close(out)
+	}()
+	return queues
+}
+
+// batch appends the lines of the packets of b to lb.
+func (p *parser) batch(b *pktBatch, lb *lineBatch) {
+	set := p.locals.Load()
+	rec := &p.rec
+	for i := range b.items {
+		it := &b.items[i]
+		parseMessage(it.kind, b.buf[it.off:it.end], &rec.msg)
+		server := it.dst.Addr()
+		if it.kind == response {
+			server = it.src.Addr()
+		}
+		rec.ts, rec.src, rec.dst = it.ts, it.src, it.dst
+		rec.typ = classify(it.kind, set.contains(server))
+		var day uint32
+		lb.buf, day = appendLine(lb.buf, rec, p.clock)
+		lb.lines = append(lb.lines, lineRef{end: uint32(len(lb.buf)), day: day, typ: rec.typ})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -253,26 +254,43 @@ func TestAppendLine(t *testing.T) {
 	}
 }
 
-// packetPath is the whole per-packet work of a logged line, as the reader
-// and a parser do it between them, minus the channel hand-over.
-func packetPath(frame []byte, buf []byte, c *clock, set *localSet) ([]byte, bool) {
+// packetPath is the per-packet path that serve runs, minus the goroutines:
+// a reader judges the frame and batches an HTTP start, the batch goes over
+// the parser's queue, and the parser formats its line.
+type packetPath struct {
+	r  *reader
+	q  chan *pktBatch
+	p  *parser
+	lb lineBatch
+}
+
+func newPacketPath(set *localSet) *packetPath {
+	q, free := make(chan *pktBatch, 1), make(chan *pktBatch, 1)
+	free <- &pktBatch{}
+	var locals atomic.Pointer[localSet]
+	locals.Store(set)
+	return &packetPath{
+		r: newReader(nil, readerConfig{ports: []uint16{80}}, []chan *pktBatch{q}, free, &counterSet{}),
+		q: q,
+		p: &parser{locals: &locals, clock: newClock(time.UTC)},
+	}
+}
+
+// run takes one frame through the path; it returns the line, if any.
+func (pp *packetPath) run(data []byte) []byte {
+	f := frame{data: data, ts: 1567315011002000000, wire: len(data), link: linkEthernet}
 	var p packet
-	if decodeFrame(linkEthernet, frame, &p) != vTCP {
-		return buf, false
+	pp.r.handle(&f, &p)
+	pp.r.sendAll()
+	pp.lb.reset()
+	select {
+	case b := <-pp.q:
+		pp.p.batch(b, &pp.lb)
+		b.items, b.buf = b.items[:0], b.buf[:0]
+		pp.r.free <- b
+	default: // not an HTTP start: nothing was batched
 	}
-	kind := httpStart(p.payload)
-	if kind == notHTTP {
-		return buf, false
-	}
-	rec := record{ts: 1567315011002000000, src: netip.AddrPortFrom(addrFrom(p.src), p.sport), dst: netip.AddrPortFrom(addrFrom(p.dst), p.dport)}
-	parseMessage(kind, p.payload, &rec.msg)
-	server := rec.dst.Addr()
-	if kind == response {
-		server = rec.src.Addr()
-	}
-	rec.typ = classify(kind, set.contains(server))
-	buf, _ = appendLine(buf, &rec, c)
-	return buf, true
+	return pp.lb.buf
 }
 
 var benchFrames = map[string][]byte{
@@ -284,14 +302,13 @@ var benchFrames = map[string][]byte{
 }
 
 func TestPacketPathAllocs(t *testing.T) {
-	c := newClock(time.UTC)
-	set := &localSet{prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}}
-	buf := make([]byte, 0, 4096)
+	pp := newPacketPath(&localSet{prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}})
 	for name, frame := range benchFrames {
-		packetPath(frame, buf, c, set) // warm the clock's text buffer
-		allocs := testing.AllocsPerRun(200, func() {
-			buf, _ = packetPath(frame, buf[:0], c, set)
-		})
+		line := pp.run(frame) // warm the clock's text and the batches' buffers
+		if (name == "nonHTTP") != (len(line) == 0) {
+			t.Errorf("%s: line %q", name, line)
+		}
+		allocs := testing.AllocsPerRun(200, func() { pp.run(frame) })
 		if allocs != 0 {
 			t.Errorf("%s: %.1f allocations per packet, want 0", name, allocs)
 		}
@@ -302,13 +319,11 @@ func BenchmarkPacketPath(b *testing.B) {
 	for _, name := range []string{"nonHTTP", "request", "response", "ipv6", "vlan"} {
 		frame := benchFrames[name]
 		b.Run(name, func(b *testing.B) {
-			c := newClock(time.UTC)
-			set := &localSet{prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}}
-			buf := make([]byte, 0, 4096)
+			pp := newPacketPath(&localSet{prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}})
 			b.ReportAllocs()
 			b.SetBytes(int64(len(frame)))
 			for i := 0; i < b.N; i++ {
-				buf, _ = packetPath(frame, buf[:0], c, set)
+				pp.run(frame)
 			}
 		})
 	}
