@@ -1,8 +1,14 @@
 package main
 
 import (
+	"encoding/binary"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +73,7 @@ func TestPortFilter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			vm, err := bpf.NewVM(portFilter(tt.link, tt.ports, 1560))
+			vm, err := bpf.NewVM(mustPortFilter(t, tt.link, tt.ports, 1560))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,8 +96,8 @@ func TestPortFilter(t *testing.T) {
 // device type to the Ethernet or the raw IP program (these use kernel
 // extensions the VM lacks, and are run live in the end-to-end tests).
 func TestBuildFilter(t *testing.T) {
-	eth, _ := bpf.Assemble(portFilter(linkEthernet, []uint16{80}, 1560))
-	raw, _ := bpf.Assemble(portFilter(linkRaw, []uint16{80}, 1560))
+	eth, _ := bpf.Assemble(mustPortFilter(t, linkEthernet, []uint16{80}, 1560))
+	raw, _ := bpf.Assemble(mustPortFilter(t, linkRaw, []uint16{80}, 1560))
 	for _, tt := range []struct {
 		cfg    filterConfig
 		prefix int
@@ -131,6 +137,263 @@ func TestBuildFilter(t *testing.T) {
 	}
 }
 
+// TestPortFilterEveryLength runs the kernel filter in the VM for every
+// length of a -p list of separate ports, from one to the most the kernel
+// takes: its first and last port pass as source and as destination, over
+// IPv4 and IPv6, Ethernet and raw IP; ports beside them do not. Classic BPF
+// conditional jumps skip at most 255 instructions, so lists of more than
+// about 120 ports once jumped to the wrong place.
+func TestPortFilterEveryLength(t *testing.T) {
+	// One frame of each kind, built once; the ports are written into the
+	// TCP header before each run.
+	type kind struct {
+		name  string
+		link  int
+		frame []byte
+		tcp   int // offset of the TCP header
+	}
+	kinds := []kind{
+		{"ethernet ipv4", linkEthernet, ipv4HTTP("192.0.2.1", "198.51.100.2", 1, 1, getReq), 14 + 20},
+		{"ethernet ipv6", linkEthernet, ipv6HTTP("2001:db8::1", "2001:db8::2", 1, 1, getReq), 14 + 40},
+		{"raw ipv4", linkRaw, ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, tcpSegment(1, 1, 20, getReq)), 20},
+		{"raw ipv6", linkRaw, ipv6Packet("2001:db8::1", "2001:db8::2", 6, nil, nil, tcpSegment(1, 1, 20, getReq)), 40},
+	}
+	const other = 40000 // the client's port: never listed
+	run := func(vm *bpf.VM, k kind, sport, dport uint16) bool {
+		binary.BigEndian.PutUint16(k.frame[k.tcp:], sport)
+		binary.BigEndian.PutUint16(k.frame[k.tcp+2:], dport)
+		n, err := vm.Run(k.frame)
+		if err != nil {
+			t.Fatalf("%s: %v", k.name, err)
+		}
+		return n == 1560
+	}
+
+	// The most separate ports the kernel filter takes on one interface
+	// (Ethernet with the prefix for lo, the longest program): the list
+	// one longer makes too long a filter, and the configuration refuses
+	// it, naming the most.
+	ports := make([]uint16, maxFilter) // 1000, 1002, 1004, …: no two consecutive
+	for i := range ports {
+		ports[i] = uint16(1000 + 2*i)
+	}
+	most := sort.Search(len(ports), func(n int) bool {
+		_, err := buildFilter(filterConfig{link: linkEthernet, ports: ports[:n+1], snaplen: 1560, loIndex: 1})
+		return err != nil
+	})
+	if _, err := buildFilter(filterConfig{link: linkEthernet, ports: ports[:most+1], snaplen: 1560, loIndex: 1}); most < 2000 ||
+		err == nil || !strings.Contains(err.Error(), "more than the kernel takes (4096)") {
+		t.Fatalf("%d ports fit, then: %v; want about 2000, then too many instructions", most, err)
+	}
+	want := fmt.Sprintf("%d ports are more than the kernel filter holds on one interface: at most %d", most+1, most)
+	if err := checkFilterSize(ports[:most+1], "eth0"); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("checkFilterSize(%d ports) = %v, want %q", most+1, err, want)
+	}
+	if err := checkFilterSize(ports[:most], "eth0"); err != nil {
+		t.Errorf("checkFilterSize(%d ports) = %v, want nil", most, err)
+	}
+
+	for n := 1; n <= most; n++ {
+		first, last := ports[0], ports[n-1]
+		for _, link := range []int{linkEthernet, linkRaw} {
+			vm, err := bpf.NewVM(mustPortFilter(t, link, ports[:n], 1560))
+			if err != nil {
+				t.Fatalf("%d ports: %v", n, err)
+			}
+			for _, k := range kinds {
+				if k.link != link {
+					continue
+				}
+				for _, p := range []uint16{first, last} {
+					if !run(vm, k, p, other) || !run(vm, k, other, p) {
+						t.Fatalf("%d ports, %s: port %d refused", n, k.name, p)
+					}
+				}
+				// Ports not listed: beside the middle one, either way, and
+				// beyond the last (each run through every test).
+				for _, p := range [][2]uint16{{ports[n/2] + 1, other}, {other, ports[n/2] + 1}, {other, last + 1}} {
+					if run(vm, k, p[0], p[1]) {
+						t.Fatalf("%d ports, %s: ports %d → %d, not listed, passed", n, k.name, p[0], p[1])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestPortFilterRuns: consecutive ports become range tests; every port
+// from 0 to 1100 passes exactly when it is listed, as source and as
+// destination, and a list of the most runs that fit works to its last.
+func TestPortFilterRuns(t *testing.T) {
+	lists := [][]uint16{
+		{80, 81},
+		{1, 2, 3, 80, 443, 444, 8080},
+		{100, 101, 102, 103, 104, 200, 202, 203, 204, 1000, 1001, 1099},
+	}
+	var long []uint16 // 0 … 1100 in runs of 1 to 9 ports, with gaps of 1 to 3: many groups
+	for p, i := 1, 0; p < 1100; i++ {
+		for range 1 + i%9 {
+			long = append(long, uint16(p))
+			p++
+		}
+		p += 1 + i%3
+	}
+	lists = append(lists, long)
+	frame := ipv4HTTP("192.0.2.1", "198.51.100.2", 1, 1, getReq)
+	for _, ports := range lists {
+		vm, err := bpf.NewVM(mustPortFilter(t, linkEthernet, ports, 1560))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := range 1101 {
+			listed := slices.Contains(ports, uint16(p))
+			for _, dst := range []bool{false, true} {
+				binary.BigEndian.PutUint16(frame[34:], uint16(p))
+				binary.BigEndian.PutUint16(frame[36:], 40000)
+				if dst {
+					binary.BigEndian.PutUint16(frame[34:], 40000)
+					binary.BigEndian.PutUint16(frame[36:], uint16(p))
+				}
+				n, err := vm.Run(frame)
+				if err != nil || (n > 0) != listed {
+					t.Fatalf("list of %d ports (%d runs): port %d as destination=%v kept %d bytes (%v), listed=%v",
+						len(ports), len(portRuns(ports)), p, dst, n, err, listed)
+				}
+			}
+		}
+	}
+
+	// Runs of two, {4i+1, 4i+2}, as many as the filter holds with -i any,
+	// where it holds two programs: all fit, the last run still works.
+	var pairs []uint16
+	for i := 0; ; i++ {
+		next := append(pairs, uint16(4*i+1), uint16(4*i+2))
+		if checkFilterSize(next, "any") != nil {
+			break
+		}
+		pairs = next
+	}
+	if len(pairs)/2 < 490 { // 8 tests a run: 2 fields, 2 programs
+
+		t.Fatalf("only %d runs of two fit with -i any", len(pairs)/2)
+	}
+	prog, err := buildFilter(filterConfig{link: linkAny, ports: pairs, snaplen: 1560, loIndex: 1})
+	if err != nil || len(prog) > maxFilter {
+		t.Fatalf("%d runs with -i any: %d instructions, %v", len(pairs)/2, len(prog), err)
+	}
+	vm, err := bpf.NewVM(mustPortFilter(t, linkEthernet, pairs, 1560))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := pairs[len(pairs)-1]
+	for _, tt := range []struct {
+		port uint16
+		pass bool
+	}{{last - 1, true}, {last, true}, {last + 1, false}, {last - 2, false}} {
+		binary.BigEndian.PutUint16(frame[34:], 40000)
+		binary.BigEndian.PutUint16(frame[36:], tt.port)
+		if n, _ := vm.Run(frame); (n > 0) != tt.pass {
+			t.Errorf("%d runs: port %d kept %d bytes, want pass=%v", len(pairs)/2, tt.port, n, tt.pass)
+		}
+	}
+}
+
+// TestFilterKernelLimit attaches the longest filter the configuration
+// accepts to a socket: the kernel takes it, and refuses one instruction
+// more, so maxFilter is the kernel's limit. (Any socket takes a filter;
+// no privilege is needed.)
+func TestFilterKernelLimit(t *testing.T) {
+	attach := func(prog []bpf.RawInstruction) error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		filter := make([]unix.SockFilter, len(prog))
+		for i, ins := range prog {
+			filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+		}
+		return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+			&unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]})
+	}
+	for _, device := range []string{"eth0", "any"} {
+		link := linkEthernet
+		if device == "any" {
+			link = linkAny
+		}
+		ports := make([]uint16, maxFilter) // 1, 3, 5, …
+		for i := range ports {
+			ports[i] = uint16(2*i + 1)
+		}
+		most := sort.Search(len(ports), func(n int) bool { return checkFilterSize(ports[:n+1], device) != nil })
+		prog, err := buildFilter(filterConfig{link: link, ports: ports[:most], snaplen: 1560, loIndex: 1})
+		if err != nil {
+			t.Fatalf("-i %s, %d ports: %v", device, most, err)
+		}
+		if len(prog) < maxFilter-4 {
+			t.Errorf("-i %s: the longest accepted list makes %d instructions; %d ports would still fit", device, len(prog), most+1)
+		}
+		if err := attach(prog); err != nil {
+			t.Errorf("-i %s, %d ports, %d instructions: the kernel refuses the filter: %v", device, most, len(prog), err)
+		}
+	}
+	long := make([]bpf.RawInstruction, maxFilter+1)
+	long[len(long)-1] = bpf.RawInstruction{Op: 0x06} // ret #0; the rest are ld #0
+	if err := attach(long[1:]); err != nil {
+		t.Errorf("a filter of %d instructions: %v", maxFilter, err)
+	}
+	if err := attach(long); err != unix.EINVAL {
+		t.Errorf("a filter of %d instructions: %v, want EINVAL", maxFilter+1, err)
+	}
+}
+
+// TestAsmRefuses: the assembler returns an error, and does not panic, for
+// a conditional jump too far for its 8 bits and for a missing or backward
+// label; an unconditional jump goes as far as needed.
+func TestAsmRefuses(t *testing.T) {
+	build := func(gap int, cond bool, target string) error {
+		a := &asm{}
+		a.label("back")
+		if cond {
+			a.jeq(80, target, "")
+		} else {
+			a.jmp(target)
+		}
+		for range gap {
+			a.ldx(0)
+		}
+		a.label("far")
+		a.op(bpf.RetConstant{Val: 0})
+		_, err := a.assemble()
+		return err
+	}
+	for _, tt := range []struct {
+		gap    int
+		cond   bool
+		target string
+		ok     bool
+	}{
+		{255, true, "far", true},
+		{256, true, "far", false},
+		{5000, false, "far", true},
+		{1, true, "nowhere", false},
+		{1, false, "back", false},
+	} {
+		if err := build(tt.gap, tt.cond, tt.target); (err == nil) != tt.ok {
+			t.Errorf("a jump (conditional %v) over %d instructions to %q: %v, want ok=%v", tt.cond, tt.gap, tt.target, err, tt.ok)
+		}
+	}
+}
+
+func mustPortFilter(t testing.TB, link int, ports []uint16, snaplen int) []bpf.Instruction {
+	t.Helper()
+	prog, err := portFilter(link, ports, snaplen)
+	if err != nil {
+		t.Fatalf("portFilter(%d, %d ports): %v", link, len(ports), err)
+	}
+	return prog
+}
+
 func equalPrograms(a, b []bpf.RawInstruction) bool {
 	if len(a) != len(b) {
 		return false
@@ -163,6 +426,62 @@ func TestRingFor(t *testing.T) {
 	}
 	if _, err := ringFor(262144, 0); err == nil || !strings.Contains(err.Error(), "-b 0") {
 		t.Errorf("ringFor(262144, 0) error = %v, want one naming -b 0", err)
+	}
+	// The largest ring is whole; beyond it, and with sizes that would
+	// overflow on the way, an error and no panic.
+	if g, err := ringFor(262144, maxRingMB); err != nil || g.blockSize*g.numBlocks > maxRingMB<<20 || g.blockSize*g.numBlocks < maxRingMB<<20*9/10 {
+		t.Errorf("ringFor(262144, %d) = %+v, %v", maxRingMB, g, err)
+	}
+	for _, tt := range []struct{ snaplen, mb int }{
+		{1560, maxRingMB + 1}, {1560, 17592186044417}, {1560, math.MaxInt}, {1560, math.MinInt}, {1560, -17592186044417},
+		{math.MaxInt, 8}, {0, 8}, {math.MinInt, 8},
+	} {
+		if g, err := ringFor(tt.snaplen, tt.mb); err == nil {
+			t.Errorf("ringFor(%d, %d) = %+v, want an error", tt.snaplen, tt.mb, g)
+		}
+	}
+}
+
+// TestRingMemory: a ring takes at most a quarter of the machine's memory,
+// checked when the capture opens (exit 1), before any socket.
+func TestRingMemory(t *testing.T) {
+	const gib = 1 << 30
+	for _, tt := range []struct {
+		mb     int
+		memory uint64
+		ok     bool
+	}{
+		{512, 2 * gib, true}, {513, 2 * gib, false}, {8, 32 << 20, true}, {9, 32 << 20, false}, {4096, 16 * gib, true},
+	} {
+		if err := checkRingMemory(tt.mb, tt.memory); (err == nil) != tt.ok {
+			t.Errorf("checkRingMemory(%d, %d MB) = %v, want ok=%v", tt.mb, tt.memory>>20, err, tt.ok)
+		}
+	}
+	_, err := openLive(liveConfig{iface: "lo", snaplen: 1560, ringMB: 600, memory: 2 * gib})
+	if want := "-b 600: a ring of 600 MB is more than a quarter of this machine's memory (2048 MB); the ring is locked kernel memory"; err == nil || err.Error() != want {
+		t.Errorf("openLive with -b 600 on 2 GiB: %v, want %q", err, want)
+	}
+
+	// Without a figure, the machine's own is read: as /proc/meminfo says.
+	meminfo, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	var kb uint64
+	for _, line := range strings.Split(string(meminfo), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, _ = strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(v, "kB")), 10, 64)
+		}
+	}
+	quarter := int(kb >> 10 / 4) // MB
+	if quarter < 2 {
+		t.Fatalf("MemTotal %d kB in /proc/meminfo", kb)
+	}
+	if err := checkRingMemory(quarter-1, 0); err != nil {
+		t.Errorf("-b %d with MemTotal %d kB: %v", quarter-1, kb, err)
+	}
+	if err := checkRingMemory(quarter+2, 0); err == nil {
+		t.Errorf("-b %d with MemTotal %d kB: no error", quarter+2, kb)
 	}
 }
 

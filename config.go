@@ -41,6 +41,26 @@ type Config struct {
 	// Location is the time zone of timestamps and file days: time.Local
 	// (so TZ is honoured); tests set it.
 	Location *time.Location
+
+	// set tells, by flag name, where a value other than the default came
+	// from: "" from the command line, else the name of the variable.
+	// Messages about a value name its source (source); only flags given
+	// together on the command line conflict (given).
+	set map[string]string
+}
+
+// source names where the value of flag name came from, for messages.
+func (c *Config) source(name string) string {
+	if v := c.set[name]; v != "" {
+		return fmt.Sprintf("variable %s (for -%s)", v, name)
+	}
+	return "flag -" + name
+}
+
+// given tells whether flag name was given on the command line.
+func (c *Config) given(name string) bool {
+	v, ok := c.set[name]
+	return ok && v == ""
 }
 
 // errHelp is returned by loadConfig for -h: usage was printed, exit 0.
@@ -50,41 +70,82 @@ var errHelp = errors.New("help requested")
 // does not exist even with offloads.
 const maxSnaplen = 262144
 
+// minSnaplen is the smallest -s accepted. The largest headers that can
+// come before an HTTP start line in a captured frame are 142 bytes:
+// Ethernet 14, two VLAN tags 8, IPv4 with all its options 60 (IPv6 is 40
+// plus extension headers) and TCP with all its options 60. 256 keeps
+// those, the extension headers IPv6 packets commonly carry, and the first
+// hundred or so bytes of the start line: a smaller snap length logs
+// nothing, or lines cut to a few bytes, and counts frames as malformed.
+const minSnaplen = 256
+
+// decimal is an int flag read in base 10 only, as the variables are (the
+// flag package's ints read 010 as octal and 0x10 as hexadecimal). Its
+// errors are the flag package's words for its own ints.
+type decimal int
+
+func (d *decimal) String() string { return strconv.Itoa(int(*d)) }
+
+func (d *decimal) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 0)
+	if errors.Is(err, strconv.ErrRange) {
+		return errors.New("value out of range")
+	}
+	if err != nil {
+		return errors.New("parse error")
+	}
+	*d = decimal(n)
+	return nil
+}
+
 // loadConfig parses args over the environment (getenv) over the defaults.
 // Usage goes to usage for -h. An error is one line naming the flag or
 // variable and the value.
 func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Config, error) {
-	c := &Config{Location: time.Local}
+	c := &Config{Location: time.Local, set: map[string]string{}}
 	fs := flag.NewFlagSet("httplog", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported by the caller, in one line
 
-	var envErr error
-	env := func(name string) (string, bool) {
-		v := getenv(name)
+	// A variable that does not parse is an error only when its flag is not
+	// given: the flag's value is the one used.
+	type badVariable struct {
+		flag string
+		err  error
+	}
+	var bad []badVariable
+	env := func(name, variable string) (string, bool) {
+		v := getenv(variable)
+		if v != "" {
+			c.set[name] = variable
+		}
 		return v, v != ""
 	}
 	str := func(p *string, name, variable, def, help string) {
-		if v, ok := env(variable); ok {
+		if v, ok := env(name, variable); ok {
 			def = v
 		}
 		fs.StringVar(p, name, def, help)
 	}
+	integer := func(p *int, name string, def int, help string) {
+		*p = def
+		fs.Var((*decimal)(p), name, help)
+	}
 	num := func(p *int, name, variable string, def int, help string) {
-		if v, ok := env(variable); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil && envErr == nil {
-				envErr = fmt.Errorf("invalid value %q for variable %s (for -%s): not an integer", v, variable, name)
+		if v, ok := env(name, variable); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 0)
+			if err != nil {
+				bad = append(bad, badVariable{name, fmt.Errorf("invalid value %q for variable %s (for -%s): not an integer", v, variable, name)})
 			}
-			def = n
+			def = int(n)
 		}
-		fs.IntVar(p, name, def, help)
+		integer(p, name, def, help)
 	}
 	boolean := func(p *bool, name, variable string, help string) {
 		def := false
-		if v, ok := env(variable); ok {
+		if v, ok := env(name, variable); ok {
 			b, err := strconv.ParseBool(strings.TrimSpace(v))
-			if err != nil && envErr == nil {
-				envErr = fmt.Errorf("invalid value %q for variable %s (for -%s): not true or false", v, variable, name)
+			if err != nil {
+				bad = append(bad, badVariable{name, fmt.Errorf("invalid value %q for variable %s (for -%s): not true or false", v, variable, name)})
 			}
 			def = b
 		}
@@ -94,7 +155,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 	// The seed's flags, with their names and meanings; then the new ones.
 	boolean(&c.AddVLAN, "add_vlan", "HTTPLOG_ADD_VLAN", "If true, add VLAN header")
 	num(&c.BufferMB, "b", "HTTPLOG_BUFSIZE", 8, "Interface buffersize (MB)")
-	fs.IntVar(&c.Count, "c", -1, "If >= 0, # of packets to capture before returning")
+	integer(&c.Count, "c", -1, "If >= 0, # of packets to capture before returning")
 	num(&c.Parsers, "cpu", "HTTPLOG_CPUNO", 1, "Number of HTTP parsing goroutine")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "If non-empty, write CPU profile here")
 	str(&c.Dir, "d", "HTTPLOG_DIR", "/log/httplog", "Write directory for log file (- = standard output)")
@@ -107,14 +168,14 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 	fs.StringVar(&c.ReadFile, "r", "", "Read packets from this pcap or pcapng file (- = stdin) instead of an interface")
 	str(&c.LocalText, "local", "HTTPLOG_LOCAL", "", "Local addresses or CIDRs, comma-separated, for CQ/CR/SQ/SR (default: the interface's)")
 
-	if envErr != nil {
-		return nil, envErr
-	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(usage, "Usage of ./httplog:")
-			fs.SetOutput(usage)
+			var b strings.Builder
+			fs.SetOutput(&b)
 			fs.PrintDefaults()
+			// The flag package calls a flag type of our own "value": the
+			// only ones are decimal ints.
+			fmt.Fprint(usage, "Usage of ./httplog:\n", strings.ReplaceAll(b.String(), " value\n", " int\n"))
 			return nil, errHelp
 		}
 		return nil, err // the flag package's text names the flag and value
@@ -122,45 +183,80 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q: every setting is a flag (see -h)", fs.Arg(0))
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "i" {
-			c.DeviceSet = true
+	fs.Visit(func(f *flag.Flag) { c.set[f.Name] = "" })
+	for _, v := range bad {
+		if !c.given(v.flag) {
+			return nil, v.err
 		}
-	})
-	if _, ok := env("HTTPLOG_DEVICE"); ok {
-		c.DeviceSet = true
 	}
+	_, c.DeviceSet = c.set["i"]
 	return c, c.validate()
 }
 
-// validate checks values and derives Ports, Snaplen and Local.
+// validate checks values and derives Ports, Snaplen and Local. An error
+// names the flag, or the variable the value came from.
 func (c *Config) validate() error {
 	var err error
 	if c.Ports, err = parsePorts(c.PortText); err != nil {
-		return fmt.Errorf("invalid value %q for flag -p: %v", c.PortText, err)
+		return fmt.Errorf("invalid value %q for %s: %v", c.PortText, c.source("p"), err)
 	}
 	if c.Snaplen <= 0 {
 		c.Snaplen = 65535
 	}
+	if c.Snaplen < minSnaplen {
+		return fmt.Errorf("invalid value %d for %s: at least %d, to hold the headers before an HTTP start line (<= 0 means 65535)", c.Snaplen, c.source("s"), minSnaplen)
+	}
 	if c.Snaplen > maxSnaplen {
-		return fmt.Errorf("invalid value %d for flag -s: at most %d", c.Snaplen, maxSnaplen)
+		return fmt.Errorf("invalid value %d for %s: at most %d", c.Snaplen, c.source("s"), maxSnaplen)
 	}
 	if c.BufferMB < 1 {
-		return fmt.Errorf("invalid value %d for flag -b: the ring needs at least 1 MB", c.BufferMB)
+		return fmt.Errorf("invalid value %d for %s: the ring needs at least 1 MB", c.BufferMB, c.source("b"))
+	}
+	if c.BufferMB > maxRingMB {
+		return fmt.Errorf("invalid value %d for %s: the ring takes at most %d MB", c.BufferMB, c.source("b"), maxRingMB)
 	}
 	if c.Parsers < 1 || c.Parsers > 256 {
-		return fmt.Errorf("invalid value %d for flag -cpu: between 1 and 256", c.Parsers)
+		return fmt.Errorf("invalid value %d for %s: between 1 and 256", c.Parsers, c.source("cpu"))
 	}
 	if c.Dir == "" {
-		return errors.New("invalid value \"\" for flag -d: a directory, or - for standard output")
+		return fmt.Errorf("invalid value \"\" for %s: a directory, or - for standard output", c.source("d"))
 	}
 	if c.Device == "" && c.ReadFile == "" {
-		return errors.New("invalid value \"\" for flag -i: an interface name, or any")
+		return fmt.Errorf("invalid value \"\" for %s: an interface name, or any", c.source("i"))
+	}
+	// Only flags given together conflict: a variable (from a daemon's
+	// configuration file) gives way to a flag that makes it moot.
+	if c.given("i") && c.given("r") {
+		return fmt.Errorf("flags -i %s and -r %s conflict: -r reads a capture file instead of an interface", c.Device, c.ReadFile)
+	}
+	if c.given("log_split") && c.Split && c.given("d") && c.Dir == "-" {
+		return errors.New("flags -log_split and -d - conflict: standard output is not split into files")
+	}
+	if c.ReadFile == "" {
+		if err := checkFilterSize(c.Ports, c.Device); err != nil {
+			return fmt.Errorf("invalid value %q for %s: %v", shorten(c.PortText), c.source("p"), err)
+		}
 	}
 	if c.Local, err = parseLocal(c.LocalText); err != nil {
-		return fmt.Errorf("invalid value %q for flag -local: %v", c.LocalText, err)
+		return fmt.Errorf("invalid value %q for %s: %v", c.LocalText, c.source("local"), err)
 	}
 	return nil
+}
+
+// shorten cuts a long list in the middle, at commas, so that a message
+// about it stays readable on one line.
+func shorten(s string) string {
+	if len(s) <= 60 {
+		return s
+	}
+	head, tail := s[:40], s[len(s)-20:]
+	if i := strings.LastIndexByte(head, ','); i >= 0 {
+		head = head[:i+1]
+	}
+	if i := strings.IndexByte(tail, ','); i >= 0 {
+		tail = tail[i:]
+	}
+	return head + "..." + tail
 }
 
 // parsePorts reads "80", "80,8080" or "any" (nil: every port).
@@ -192,7 +288,13 @@ func parseLocal(s string) ([]netip.Prefix, error) {
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
 		if p, err := netip.ParsePrefix(f); err == nil {
-			out = append(out, p.Masked())
+			p = p.Masked()
+			if p.Addr().Is4In6() && p.Bits() >= 96 {
+				// Addresses are compared unmapped: ::ffff:10.0.0.0/104
+				// is 10.0.0.0/8.
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
+			out = append(out, p)
 			continue
 		}
 		a, err := netip.ParseAddr(f)

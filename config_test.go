@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -23,6 +24,68 @@ func TestConfigDefaults(t *testing.T) {
 		c.BufferMB != 8 || c.Parsers != 1 || c.Dir != "/log/httplog" || c.Split || c.AddVLAN ||
 		c.Count != -1 || c.LogEvery != 10000 || c.ReadFile != "" || c.Local != nil {
 		t.Errorf("defaults: %+v", c)
+	}
+}
+
+// oddPorts is a -p list of n ports, no two consecutive: 1,3,5,…
+func oddPorts(n int) string {
+	s := make([]string, n)
+	for i := range s {
+		s[i] = strconv.Itoa(2*i + 1)
+	}
+	return strings.Join(s, ",")
+}
+
+// TestConfigAccepted: values at the limits, and combinations that are
+// not errors.
+func TestConfigAccepted(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(c *Config) bool
+	}{
+		{"-cpu 010 is ten", []string{"-cpu", "010"}, nil, func(c *Config) bool { return c.Parsers == 10 }},
+		{"HTTPLOG_CPUNO=010 is ten", nil, map[string]string{"HTTPLOG_CPUNO": "010"}, func(c *Config) bool { return c.Parsers == 10 }},
+		{"a bad variable overridden by its flag", []string{"-cpu", "2", "-log_split=false"}, map[string]string{"HTTPLOG_CPUNO": "x", "HTTPLOG_LOG_SPLIT": "yes"},
+			func(c *Config) bool { return c.Parsers == 2 && !c.Split }},
+		{"-s 256", []string{"-s", "256"}, nil, func(c *Config) bool { return c.Snaplen == 256 }},
+		{"-s -1", []string{"-s", "-1"}, nil, func(c *Config) bool { return c.Snaplen == 65535 }},
+		{"-b 4096", []string{"-b", "4096"}, nil, func(c *Config) bool { return c.BufferMB == 4096 }},
+		{"HTTPLOG_DEVICE with -r", []string{"-r", "x.pcap"}, map[string]string{"HTTPLOG_DEVICE": "eth1"}, func(c *Config) bool { return c.ReadFile == "x.pcap" }},
+		{"HTTPLOG_LOG_SPLIT with -d -", []string{"-d", "-"}, map[string]string{"HTTPLOG_LOG_SPLIT": "true"}, func(c *Config) bool { return c.Dir == "-" }},
+		{"-log_split with HTTPLOG_DIR=-", []string{"-log_split"}, map[string]string{"HTTPLOG_DIR": "-"}, func(c *Config) bool { return c.Split }},
+		{"-log_split=false with -d -", []string{"-log_split=false", "-d", "-"}, nil, func(c *Config) bool { return !c.Split }},
+		{"the most ports", []string{"-p", oddPorts(2015)}, nil, func(c *Config) bool { return len(c.Ports) == 2015 }},
+		{"the most ports with -i any", []string{"-p", oddPorts(997), "-i", "any"}, nil, func(c *Config) bool { return len(c.Ports) == 997 }},
+		{"a run counts as two", []string{"-p", oddPorts(2013) + ",5000,5001,5002"}, nil, func(c *Config) bool { return len(c.Ports) == 2016 }},
+		{"any number of ports from a file", []string{"-p", oddPorts(5000), "-r", "x.pcap"}, nil, func(c *Config) bool { return len(c.Ports) == 5000 }},
+		{"a mapped IPv4 address is the address", []string{"-local", "::ffff:10.0.0.2/128, ::ffff:192.168.0.0/112, ::ffff:10.0.0.3"}, nil, func(c *Config) bool {
+			return reflect.DeepEqual(c.Local, []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32"), netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("10.0.0.3/32")})
+		}},
+	} {
+		c, err := loadConfig(tt.args, envOf(tt.env), nil)
+		if err != nil || !tt.check(c) {
+			t.Errorf("%s: %.200v, %v", tt.name, c, err)
+		}
+	}
+}
+
+// TestLocalMapped: -local ::ffff:10.0.0.2/128 matches 10.0.0.2, which
+// packets carry as IPv4 or as a mapped IPv6 address.
+func TestLocalMapped(t *testing.T) {
+	c, err := loadConfig([]string{"-local", "::ffff:10.0.0.2/128"}, envOf(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &localSet{prefixes: c.Local}
+	for _, a := range []string{"10.0.0.2", "::ffff:10.0.0.2"} {
+		if !s.contains(netip.MustParseAddr(a)) {
+			t.Errorf("-local ::ffff:10.0.0.2/128 does not match %s", a)
+		}
+	}
+	if s.contains(netip.MustParseAddr("10.0.0.3")) {
+		t.Error("-local ::ffff:10.0.0.2/128 matches 10.0.0.3")
 	}
 }
 
@@ -75,14 +138,38 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"eth1"}, nil, `unexpected argument "eth1": every setting is a flag (see -h)`},
 		{nil, map[string]string{"HTTPLOG_CPUNO": "two"}, `invalid value "two" for variable HTTPLOG_CPUNO (for -cpu): not an integer`},
 		{nil, map[string]string{"HTTPLOG_LOG_SPLIT": "yes"}, `invalid value "yes" for variable HTTPLOG_LOG_SPLIT (for -log_split): not true or false`},
-		{nil, map[string]string{"HTTPLOG_PORT": "80;8080"}, `invalid value "80;8080" for flag -p: "80;8080" is not a port (1-65535) or any`},
-		// A bad variable is an error even when its flag is given.
-		{[]string{"-cpu", "2"}, map[string]string{"HTTPLOG_CPUNO": "x"}, `invalid value "x" for variable HTTPLOG_CPUNO (for -cpu): not an integer`},
+		// A value from a variable names the variable, whoever checks it.
+		{nil, map[string]string{"HTTPLOG_PORT": "80;8080"}, `invalid value "80;8080" for variable HTTPLOG_PORT (for -p): "80;8080" is not a port (1-65535) or any`},
+		{nil, map[string]string{"HTTPLOG_PORT": "eighty"}, `invalid value "eighty" for variable HTTPLOG_PORT (for -p): "eighty" is not a port (1-65535) or any`},
+		{nil, map[string]string{"HTTPLOG_CPUNO": "300"}, `invalid value 300 for variable HTTPLOG_CPUNO (for -cpu): between 1 and 256`},
+		{nil, map[string]string{"HTTPLOG_LOCAL": "10.0.0.300"}, `invalid value "10.0.0.300" for variable HTTPLOG_LOCAL (for -local): "10.0.0.300" is not an IP address or CIDR`},
+		// Decimal only, in flags as in variables: 010 is ten, 0x10 nothing.
+		{[]string{"-cpu", "0x10"}, nil, `invalid value "0x10" for flag -cpu: parse error`},
+		{[]string{"-c", "0x10"}, nil, `invalid value "0x10" for flag -c: parse error`},
+		{[]string{"-log_every", "1_000"}, nil, `invalid value "1_000" for flag -log_every: parse error`},
+		{nil, map[string]string{"HTTPLOG_CPUNO": "0x10"}, `invalid value "0x10" for variable HTTPLOG_CPUNO (for -cpu): not an integer`},
+		// -s: the headers before an HTTP start line must fit.
+		{[]string{"-s", "1"}, nil, `invalid value 1 for flag -s: at least 256, to hold the headers before an HTTP start line (<= 0 means 65535)`},
+		{[]string{"-s", "255"}, nil, `invalid value 255 for flag -s: at least 256, to hold the headers before an HTTP start line (<= 0 means 65535)`},
+		{nil, map[string]string{"HTTPLOG_SNAPLEN": "60"}, `invalid value 60 for variable HTTPLOG_SNAPLEN (for -s): at least 256, to hold the headers before an HTTP start line (<= 0 means 65535)`},
+		// -b: at most 4096 MB, and no overflow on the way.
+		{[]string{"-b", "4097"}, nil, `invalid value 4097 for flag -b: the ring takes at most 4096 MB`},
+		{[]string{"-b", "17592186044417"}, nil, `invalid value 17592186044417 for flag -b: the ring takes at most 4096 MB`},
+		{[]string{"-b", "99999999999999999999"}, nil, `invalid value "99999999999999999999" for flag -b: value out of range`},
+		{nil, map[string]string{"HTTPLOG_BUFSIZE": "8192"}, `invalid value 8192 for variable HTTPLOG_BUFSIZE (for -b): the ring takes at most 4096 MB`},
+		// Flags that contradict each other, both on the command line.
+		{[]string{"-i", "eth1", "-r", "x.pcap"}, nil, `flags -i eth1 and -r x.pcap conflict: -r reads a capture file instead of an interface`},
+		{[]string{"-log_split", "-d", "-"}, nil, `flags -log_split and -d - conflict: standard output is not split into files`},
+		// -p: no more ports than the kernel filter holds.
+		{[]string{"-p", oddPorts(2016)}, nil, `invalid value "1,3,5,7,9,11,13,15,17,19,21,23,25,27,29,...,4025,4027,4029,4031" for flag -p: ` +
+			`2016 ports are more than the kernel filter holds on one interface: at most 2015 (a run of consecutive ports counts as two)`},
+		{[]string{"-p", oddPorts(998), "-i", "any"}, nil, `invalid value "1,3,5,7,9,11,13,15,17,19,21,23,25,27,29,...,1989,1991,1993,1995" for flag -p: ` +
+			`998 ports are more than the kernel filter holds with -i any: at most 997 (a run of consecutive ports counts as two)`},
 	}
 	for _, tt := range tests {
 		_, err := loadConfig(tt.args, envOf(tt.env), nil)
 		if err == nil || err.Error() != tt.want {
-			t.Errorf("%q %v: error %v\nwant %s", tt.args, tt.env, err, tt.want)
+			t.Errorf("%.200q %v: error %v\nwant %s", tt.args, tt.env, err, tt.want)
 		}
 	}
 }

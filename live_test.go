@@ -1176,6 +1176,31 @@ func TestLiveLoopbackOnce(t *testing.T) {
 	liveFinish(t, d, ng, dir, xs, "CQ", "CR", from)
 }
 
+// TestLiveLongPortList: with as many -p ports as the kernel filter holds
+// on one interface (80, 2013 others, 8080), the filter the kernel runs
+// passes requests and responses of the first and the last port, IPv4 and
+// IPv6. (Jumps of more than 255 instructions once went astray: with 128
+// ports, no response passed.)
+func TestLiveLongPortList(t *testing.T) {
+	ports := []string{"80", "8080"}
+	for p := 100; len(ports) < 2015; p += 2 {
+		ports = append(ports, strconv.Itoa(p))
+	}
+	tp := newLiveTopology(t)
+	ng := tp.startNginx(tp.srvNS)
+	dir := liveLogDir(t)
+	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir, "-p", strings.Join(ports, ","))
+
+	from := time.Now()
+	xs := []liveExchange{
+		liveCurl(t, tp, tp.cliNS, liveRequest{method: "GET", url: liveURL(tp.srv4, 80, "/hello.txt"), ua: "hl-ports/1"}),
+		liveCurl(t, tp, tp.cliNS, liveRequest{method: "POST", url: liveURL(tp.srv4, 8080, "/api"), body: "p"}),
+		liveCurl(t, tp, tp.cliNS, liveRequest{method: "GET", url: liveURL(tp.srv6, 80, "/redirect"), ua: "hl-ports/6"}),
+		liveCurl(t, tp, tp.cliNS, liveRequest{method: "PUT", url: liveURL(tp.srv6, 8080, "/api"), body: "q"}),
+	}
+	liveFinish(t, d, ng, dir, xs, "CQ", "CR", from)
+}
+
 // TestLiveStopDrainsRing: SIGTERM right after a request still logs it. The
 // kernel hands a TPACKET_V3 ring block over only when it is full or its
 // block timeout has passed, so the last frames before the signal may still

@@ -9,9 +9,9 @@
 // Flags (each also set by the environment variable named; a flag wins):
 //
 //	-i string       interface to read from, or any (HTTPLOG_DEVICE, default eth0)
-//	-p string       HTTP port(s): 80, 80,8080, or any (HTTPLOG_PORT, default 80)
-//	-s int          bytes captured per packet; <= 0 means 65535 (HTTPLOG_SNAPLEN, default 1560)
-//	-b int          ring buffer size in MB (HTTPLOG_BUFSIZE, default 8)
+//	-p string       HTTP port(s): 80, 80,8080, or any; at most 2015 (HTTPLOG_PORT, default 80)
+//	-s int          bytes captured per packet, 256 to 262144; <= 0 means 65535 (HTTPLOG_SNAPLEN, default 1560)
+//	-b int          ring buffer size in MB, 1 to 4096 (HTTPLOG_BUFSIZE, default 8)
 //	-cpu int        HTTP parsing goroutines (HTTPLOG_CPUNO, default 1)
 //	-d string       log directory, or - for standard output (HTTPLOG_DIR, default /log/httplog)
 //	-log_split      four files a day: CQ, CR, SQ, SR (HTTPLOG_LOG_SPLIT)
@@ -75,9 +75,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	// than busy goroutines, the scheduler's threads wake and spin around
 	// every blocking read of the ring: at -cpu 1 one processor halved the
 	// CPU time per packet of a live capture (docs/BENCHMARKS.md). An
-	// explicit GOMAXPROCS in the environment wins.
+	// explicit GOMAXPROCS in the environment wins. More processors than
+	// CPUs would only take turns.
 	if getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(cfg.Parsers)
+		runtime.GOMAXPROCS(min(cfg.Parsers, runtime.NumCPU()))
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -271,7 +272,9 @@ func TestCPUsFollowFlag(t *testing.T) {
 		want string
 	}{
 		{nil, "1", "1 parser(s) on 1 CPU(s)"},
-		{nil, "2", "2 parser(s) on 2 CPU(s)"},
+		{nil, "2", fmt.Sprintf("2 parser(s) on %d CPU(s)", min(2, runtime.NumCPU()))},
+		// Never more CPUs than the machine has.
+		{nil, "256", fmt.Sprintf("256 parser(s) on %d CPU(s)", min(256, runtime.NumCPU()))},
 		{[]string{"GOMAXPROCS=3"}, "1", "1 parser(s) on 3 CPU(s)"},
 	} {
 		cmd := exec.Command(liveBinary(t), "-r", filepath.Join("testdata", "seed.pcap"), "-d", "-", "-cpu", tt.cpu)

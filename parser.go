@@ -517,8 +517,9 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
-// appendEscaped copies s, writing every control byte (0x00–0x1f, 0x7f) and
-// every byte that is not part of valid UTF-8 as \xNN, and a backslash as
+// appendEscaped copies s, writing every control byte (0x00–0x1f, 0x7f),
+// every byte that is not part of valid UTF-8, and every byte of a character
+// that breaks or reorders lines (breaksLine) as \xNN, and a backslash as
 // \\, so that a log line is always exactly one line of valid UTF-8.
 func appendEscaped(b, s []byte) []byte {
 	for i := 0; i < len(s); {
@@ -541,15 +542,29 @@ func appendEscaped(b, s []byte) []byte {
 		default:
 			r, n := utf8.DecodeRune(s[i:])
 			if r == utf8.RuneError && n <= 1 {
-				b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
-				i++
+				n = 1 // not valid UTF-8: this byte alone
+			} else if !breaksLine(r) {
+				b = append(b, s[i:i+n]...)
+				i += n
 				continue
 			}
-			b = append(b, s[i:i+n]...)
+			for _, c := range s[i : i+n] {
+				b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+			}
 			i += n
 		}
 	}
 	return b
+}
+
+// breaksLine reports whether r, a valid character beyond ASCII, is one
+// that common readers take as a line break or that reorders the text
+// around it: the C1 controls U+0080–U+009F (U+0085 is NEL, a line break
+// for Python's splitlines), U+2028 LINE SEPARATOR, U+2029 PARAGRAPH
+// SEPARATOR, and the bidi controls U+202A–U+202E and U+2066–U+2069, which
+// make a terminal or editor show a line's text out of order.
+func breaksLine(r rune) bool {
+	return r <= 0x9f || 0x2028 <= r && r <= 0x202e || 0x2066 <= r && r <= 0x2069
 }
 
 // The parser stage: -cpu goroutines, each owning the connections the

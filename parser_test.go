@@ -201,8 +201,14 @@ func TestAppendEscaped(t *testing.T) {
 		{"\xed\xa0\x80", `\xed\xa0\x80`}, // an encoded surrogate is not valid UTF-8
 		{"\xc0\xaf", `\xc0\xaf`},         // overlong
 		{"\xef\xbf\xbd", "\xef\xbf\xbd"}, // U+FFFD itself is valid
-		{"\xc2\x85", "\xc2\x85"},         // C1 control: valid UTF-8, no other change
-		{`\x41`, `\\x41`},                // an escape-looking text stays unambiguous
+		// Valid UTF-8 that readers take as a line break or that reorders
+		// text: every byte escaped. The characters just beside stay.
+		{"nel\u0085.", `nel\xc2\x85.`},
+		{"\u0080 \u009f \u00a0", `\xc2\x80 \xc2\x9f ` + "\u00a0"}, // C1 ends; U+00A0 is not C1
+		{"\u2027\u2028\u2029\u202a\u202e\u202f", "\u2027" + `\xe2\x80\xa8\xe2\x80\xa9\xe2\x80\xaa\xe2\x80\xae` + "\u202f"},
+		{"\u2065\u2066\u2069\u206a", "\u2065" + `\xe2\x81\xa6\xe2\x81\xa9` + "\u206a"},
+		{"a\u202eb\\", `a\xe2\x80\xaeb\\`}, // bidi override, then a backslash
+		{`\x41`, `\\x41`},                  // an escape-looking text stays unambiguous
 	}
 	for _, tt := range tests {
 		if got := string(appendEscaped(nil, []byte(tt.in))); got != tt.want {
@@ -359,12 +365,14 @@ func FuzzDecodeFrame(f *testing.F) {
 }
 
 // FuzzLogLine: whatever the payload, a line is one line of valid UTF-8
-// with no control byte, and unescaping its message gives the bytes back.
+// with no control byte and no character that readers take as a line break
+// or that reorders text, and unescaping its message gives the bytes back.
 func FuzzLogLine(f *testing.F) {
 	f.Add([]byte(getReq))
 	f.Add([]byte("GET /\x00\x1b[31m\\\xff HTTP/1.1\r\nHost: a\rb\r\nUser-Agent: \xc3\r\n"))
 	f.Add([]byte("HTTP/1.1 200 OK\nContent-Length:\t\t\nContent-Type: \xe2\x82"))
 	f.Add([]byte("CONNECT host:25 / HTTP/1.0\r\n\r\n"))
+	f.Add([]byte("GET /\u2028x\u0085 HTTP/1.1\r\nHost: \u202eevil\u2069\r\nUser-Agent: \u009b31m\r\n"))
 	addCorpusSeeds(f, func(link int, frame []byte) {
 		var p packet
 		if decodeFrame(link, frame, &p) == vTCP {
@@ -391,6 +399,9 @@ func FuzzLogLine(f *testing.F) {
 				t.Fatalf("control byte %#x in %q", b, line)
 			}
 		}
+		if i := bytes.IndexAny(line, lineBreakers); i >= 0 {
+			t.Fatalf("a line break or bidi control raw at byte %d of %q", i, line)
+		}
 		if got := unescape(appendEscaped(nil, rec.msg.start)); !bytes.Equal(got, rec.msg.start) {
 			t.Fatalf("escaping does not round-trip: %q → %q", rec.msg.start, got)
 		}
@@ -399,6 +410,19 @@ func FuzzLogLine(f *testing.F) {
 		}
 	})
 }
+
+// lineBreakers are the characters beyond ASCII that SPEC section 2 says
+// must never be written raw: C1 controls, U+2028, U+2029 and the bidi
+// controls.
+var lineBreakers = func() string {
+	var b strings.Builder
+	for _, span := range [][2]rune{{0x80, 0x9f}, {0x2028, 0x202e}, {0x2066, 0x2069}} {
+		for r := span[0]; r <= span[1]; r++ {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}()
 
 // unescape undoes appendEscaped.
 func unescape(b []byte) []byte {

@@ -83,10 +83,28 @@ const (
 	minBlocks = 8
 )
 
+// maxRingMB is the largest ring (-b) accepted. The ring is kernel memory
+// that is locked while httplog runs: never swapped out, never reclaimed.
+// 4096 MB holds about 34 seconds of a saturated 1 Gb/s link, 3 of a
+// 10 Gb/s one: a stall longer than that needs a faster disk or more
+// parsers, not a bigger ring. A machine with less than four times this
+// much memory has a lower limit (ringMemoryShare).
+const maxRingMB = 4096
+
+// ringMemoryShare: the ring takes at most this share of the machine's
+// physical memory, so that the server httplog watches keeps the rest.
+const ringMemoryShare = 4 // a quarter
+
 // ringFor computes the ring for a snap length and a total size in MiB.
 // A frame slot is rounded up to whole pages, as the kernel wants blocks
 // to be page multiples and frames to divide blocks.
 func ringFor(snaplen, megabytes int) (ringGeometry, error) {
+	if megabytes > maxRingMB {
+		return ringGeometry{}, fmt.Errorf("-b %d: the ring takes at most %d MB", megabytes, maxRingMB)
+	}
+	if snaplen < 1 || snaplen > maxSnaplen {
+		return ringGeometry{}, fmt.Errorf("-s %d: between 1 and %d", snaplen, maxSnaplen)
+	}
 	page := os.Getpagesize()
 	frame := (snaplen + frameOverhead + page - 1) / page * page
 	block := frame * max(1, min(maxBlock, megabytes<<20/minBlocks)/frame)
@@ -97,6 +115,23 @@ func ringFor(snaplen, megabytes int) (ringGeometry, error) {
 			megabytes, megabytes, block, snaplen)
 	}
 	return g, nil
+}
+
+// checkRingMemory refuses a ring of more than ringMemoryShare of memory
+// bytes, the machine's physical memory (0: read it from the kernel).
+func checkRingMemory(megabytes int, memory uint64) error {
+	if memory == 0 {
+		var si unix.Sysinfo_t
+		if err := unix.Sysinfo(&si); err != nil {
+			return nil // unknown: maxRingMB is the limit
+		}
+		memory = uint64(si.Totalram) * uint64(si.Unit)
+	}
+	if megabytes > 0 && uint64(megabytes)<<20 > memory/ringMemoryShare {
+		return fmt.Errorf("-b %d: a ring of %d MB is more than a quarter of this machine's memory (%d MB); the ring is locked kernel memory",
+			megabytes, megabytes, memory>>20)
+	}
+	return nil
 }
 
 // pollTimeout bounds how long a read waits for a frame, so that the reader
@@ -117,6 +152,7 @@ type liveConfig struct {
 	addVLAN bool
 	ports   []uint16             // nil: every port
 	logf    func(string, ...any) // messages about the interface
+	memory  uint64               // physical memory in bytes, for the ring's limit; 0: the machine's
 }
 
 // openLive opens the capture socket on an interface. The socket is
@@ -126,6 +162,9 @@ type liveConfig struct {
 func openLive(c liveConfig) (*liveSource, error) {
 	g, err := ringFor(c.snaplen, c.ringMB)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkRingMemory(c.ringMB, c.memory); err != nil {
 		return nil, err
 	}
 	s := &liveSource{fd: -1, link: linkAny, addVLAN: c.addVLAN, g: g, iface: c.iface, logf: c.logf}
