@@ -138,10 +138,17 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 		return 1
 	}
 
+	var lock *os.File // the log directory's, nil with -d -
 	if cfg.Dir != "-" {
 		if err := checkDir(cfg.Dir); err != nil {
 			return fail(err)
 		}
+		l, err := lockDir(cfg.Dir)
+		if err != nil {
+			return fail(err)
+		}
+		defer l.Close() // held until the writer is done; the kernel drops it if httplog dies
+		lock = l
 	}
 	src, locals, err := openSource(cfg, logger)
 	if err != nil {
@@ -172,7 +179,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	for i := 0; i < cap(lineFree); i++ {
 		lineFree <- &lineBatch{}
 	}
-	w := newWriter(writerConfig{dir: cfg.Dir, split: cfg.Split, out: stdout, log: logger}, &wstats)
+	w := newWriter(writerConfig{dir: cfg.Dir, split: cfg.Split, out: stdout, log: logger, lock: lock}, &wstats)
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
@@ -215,6 +222,13 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	logger.Print(statsLine(&r.stats, &wstats))
 	if readErr != nil {
 		logger.Printf("stopped: %v", readErr)
+		return 1
+	}
+	// A file read to its end with lines missing from the files is a
+	// failure; a live capture stopped by a signal exits 0 (SPEC section 6),
+	// its statistics line shows the loss.
+	if lost := wstats.lost.Load(); lost > 0 && cfg.ReadFile != "" {
+		logger.Printf("%d lines could not be written (lines_lost): exit 1", lost)
 		return 1
 	}
 	return 0
