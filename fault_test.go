@@ -131,19 +131,7 @@ func today() string { return time.Now().Format("20060102") }
 // lost or cut.
 func TestFaultDiskFull(t *testing.T) {
 	liveRequireRoot(t)
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k,mode=0750", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
-	filler := filepath.Join(dir, "filler")
-	f, _ := os.Create(filler)
-	for {
-		if _, err := f.Write(make([]byte, 4096)); err != nil {
-			break // the disk is full
-		}
-	}
-	f.Close()
+	dir, filler := fullTmpfs(t)
 
 	d := startPiped(t, "-d", dir)
 	d.send(t, 300)
@@ -287,5 +275,133 @@ func TestFaultMidnight(t *testing.T) {
 		if got := string(mustRead(t, filepath.Join(dir, name))); got != w {
 			t.Errorf("%s:\n got %q\nwant %q", name, got, w)
 		}
+	}
+}
+
+// fullTmpfs mounts a 256 KiB tmpfs on a temporary directory and fills it
+// with one file; it returns the directory and the file.
+func fullTmpfs(t *testing.T) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k,mode=0750", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	filler := filepath.Join(dir, "filler")
+	f, _ := os.Create(filler)
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			break // the disk is full
+		}
+	}
+	f.Close()
+	return dir, filler
+}
+
+// endPiped closes the daemon's input and returns its exit code and
+// standard error once it has ended.
+func endPiped(t *testing.T, d *pipedDaemon) (int, string) {
+	t.Helper()
+	d.in.Close()
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("httplog did not end after its input closed\n%s", d.stderr)
+	}
+	return d.cmd.ProcessState.ExitCode(), d.stderr.String()
+}
+
+// TestFaultDiskFullAtExit: a -r run whose disk stays full to the end
+// exits 1 after its statistics line; its file ends with a whole line (the
+// head of the line the disk cut is cut back), and the next run, with
+// space again, goes on from a line of its own.
+func TestFaultDiskFullAtExit(t *testing.T) {
+	liveRequireRoot(t)
+	dir, filler := fullTmpfs(t)
+	name := filepath.Join(dir, "http-"+today()+".log")
+	d := startPiped(t, "-d", dir)
+	if !waitForText(d.stderr, "started", 5*time.Second) {
+		t.Fatalf("no start:\n%s", d.stderr)
+	}
+	// One page free: the first write of the lines stops inside a line
+	// (4096 is not a multiple of their length).
+	st, err := os.Stat(filler)
+	if err == nil {
+		err = os.Truncate(filler, st.Size()-4096)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.send(t, 300)
+	code, stderr := endPiped(t, d)
+	text := string(mustRead(t, name))
+	written := strings.Count(text, "\n")
+	if code != 1 || written == 0 || !strings.Contains(stderr, fmt.Sprintf(" lines_lost=%d\n", 300-written)) ||
+		!strings.Contains(stderr, "cut back the ") {
+		t.Errorf("exit %d, %d lines written; want exit 1 and the others lost, a cut said:\n%s", code, written, stderr)
+	}
+	checkNumbered(t, written, name)
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	d = startPiped(t, "-d", dir)
+	d.sent = written
+	d.send(t, 100)
+	d.finish(t)
+	checkNumbered(t, written+100, name)
+}
+
+// TestFaultSecondInstance: a second httplog on the directory of a
+// running one is refused before it reads a packet, with one line naming
+// -d and the pid of the one running; that one's lines are written once.
+func TestFaultSecondInstance(t *testing.T) {
+	dir := t.TempDir()
+	d := startPiped(t, "-d", dir)
+	if !waitForText(d.stderr, "started", 5*time.Second) {
+		t.Fatalf("no start:\n%s", d.stderr)
+	}
+	second := exec.Command(liveBinary(t), "-r", filepath.Join("testdata", "seed.pcap"), "-d", dir)
+	second.Env = liveEnv()
+	out, err := second.CombinedOutput()
+	want := fmt.Sprintf("httplog: -d %s: another httplog is writing into this directory (pid %d holds %s)\n",
+		dir, d.cmd.Process.Pid, filepath.Join(dir, ".httplog.lock"))
+	if second.ProcessState.ExitCode() != 1 || string(out) != want {
+		t.Errorf("second start: %v, output %q\nwant exit 1, %q", err, out, want)
+	}
+	d.send(t, 20)
+	d.finish(t)
+	checkNumbered(t, 20, filepath.Join(dir, "http-"+today()+".log"))
+	if _, err := os.Stat(filepath.Join(dir, "http-20190901.log")); err == nil {
+		t.Error("the refused start wrote the seed's lines")
+	}
+}
+
+// TestFaultDirRemovedUnderLoad: the log directory removed while lines
+// pour in: every line written after the removal is in the new file (the
+// removal is seen at the next write, not at the next second), none lost
+// or doubled.
+func TestFaultDirRemovedUnderLoad(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	name := filepath.Join(dir, "http-"+today()+".log")
+	d := startPiped(t, "-d", dir)
+	d.send(t, 50)
+	if !liveWaitFor(5*time.Second, func() bool { b, _ := os.ReadFile(name); return bytes.Count(b, []byte("\n")) == 50 }) {
+		t.Fatalf("the first lines were not flushed within a second or so")
+	}
+	before := filepath.Join(t.TempDir(), "before.log") // a copy: a link would keep the file's name
+	if err := os.WriteFile(before, mustRead(t, name), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	d.send(t, 20000) // about 1.5 MB of lines: several 256 KiB writes before the next tick
+	stderr := d.finish(t)
+	checkNumbered(t, 20050, before, name)
+	if !strings.Contains(stderr, "lines_lost=0") {
+		t.Errorf("statistics:\n%s", stderr)
 	}
 }

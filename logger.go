@@ -5,12 +5,16 @@ package main
 // mutex), flushes on a ticker and when its input closes.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,26 +61,50 @@ type writerConfig struct {
 	// open opens a log file for appending; os.OpenFile in production.
 	open func(name string) (io.WriteCloser, error)
 	log  *log.Logger
+	// lock is the lock file of dir, taken by lockDir before capture
+	// started (nil with -d - and in tests); its owner closes it.
+	lock *os.File
 }
 
 // logFile is one open (or to be opened) log file and its pending bytes.
 type logFile struct {
-	name    string
-	day     uint32
-	w       io.WriteCloser // nil until opened, and after a failed open
-	buf     []byte
+	name string
+	day  uint32
+	w    io.WriteCloser // nil until opened, and after a failed open
+	file regularFile    // w when it is a file on disk (not a pipe or a test's writer), else nil
+	buf  []byte         // lines not yet in the file, whole: buf starts a line
+	// written bytes at the start of buf are already in the file: the head
+	// of a line whose write stopped part-way (disk full). They stay in buf
+	// so that, if the rest never follows, the head can be cut from this
+	// file and the whole line written to another.
+	written int
 	lastUse time.Time
 	failing bool // the last write or open failed: hold lines, retry on the tick
+}
+
+// regularFile is what the writer needs of a log file on disk beyond
+// writing to it: its size and last byte, cutting it back, and its
+// descriptor for fstat. *os.File has all of them.
+type regularFile interface {
+	io.Seeker
+	io.ReaderAt
+	Truncate(size int64) error
+	Fd() uintptr
 }
 
 // writer turns line batches into files.
 type writer struct {
 	cfg     writerConfig
-	stats   *counterSet         // lines by type, lines lost, write errors
+	stats   *counterSet // lines by type, lines lost, write errors
 	files   map[uint32]*logFile // by fileKey
 	newest  uint32              // latest day seen
 	lastErr time.Time
 	now     func() time.Time
+	// relock is the lock file taken again after the first one's file
+	// went (followLock); the writer owns it. lockTaken: another process
+	// holds the directory's new lock, and that was said.
+	relock    *os.File
+	lockTaken bool
 }
 
 func newWriter(cfg writerConfig, stats *counterSet) *writer {
@@ -87,15 +115,55 @@ func newWriter(cfg writerConfig, stats *counterSet) *writer {
 }
 
 // openAppend opens a log file for appending, creating it with mode 0640
-// (and its directory with mode 0750) when missing.
+// (and its directory with mode 0750) when missing. It is opened for
+// reading too, so that its last byte can be checked (openFile).
 func openAppend(name string) (io.WriteCloser, error) {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
 	if errors.Is(err, os.ErrNotExist) {
 		if err = os.MkdirAll(filepath.Dir(name), 0o750); err == nil {
-			f, err = os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+			f, err = os.OpenFile(name, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
 		}
 	}
 	return f, err
+}
+
+// lockName is the file in the log directory that an httplog holds an
+// exclusive flock(2) on while it runs, so that a second one writing into
+// the same directory (every line twice, interleaved) is refused. The
+// file holds the holder's pid; it is left in place at exit (removing a
+// lock file races with the next holder), and the kernel drops the lock
+// when the process ends, however it ends.
+const lockName = ".httplog.lock"
+
+// errLocked: another process holds the directory's lock.
+var errLocked = errors.New("another httplog is writing into this directory")
+
+// lockDir takes the lock of a log directory. The error names -d and the
+// directory, and says which process holds the lock when one does.
+func lockDir(dir string) (*os.File, error) {
+	name := filepath.Join(dir, lockName)
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o640) // close-on-exec, as os opens every file
+	if err != nil {
+		return nil, fmt.Errorf("-d %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			var b [24]byte
+			n, _ := f.ReadAt(b[:], 0)
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b[:n]))); err == nil && pid > 0 {
+				return nil, fmt.Errorf("-d %s: %w (pid %d holds %s)", dir, errLocked, pid, name)
+			}
+			return nil, fmt.Errorf("-d %s: %w (it holds %s)", dir, errLocked, name)
+		}
+		return nil, fmt.Errorf("-d %s: locking %s: %w", dir, name, err)
+	}
+	// The pid is for the message above only: a full disk, where this
+	// write fails, must not stop httplog from starting.
+	if f.Truncate(0) == nil {
+		f.WriteAt(strconv.AppendInt(nil, int64(os.Getpid()), 10), 0)
+	}
+	return f, nil
 }
 
 // fileName is the name of the file of a day and type.
@@ -157,6 +225,7 @@ func (w *writer) run(in <-chan *lineBatch, free chan<- *lineBatch, reopen <-chan
 		case <-tick.C:
 			w.followNames()
 			w.flushAll()
+			w.followLock()
 			w.closeIdle()
 		case <-reopen:
 			w.reopen()
@@ -232,30 +301,89 @@ func (w *writer) file(key, day uint32, typ lineType) *logFile {
 }
 
 // flush writes out a file's buffer, opening the file first if needed. On
-// an error the unwritten bytes stay buffered, so a line is never cut: the
-// rest of a partly written line goes out with the next successful write.
+// an error the unwritten bytes stay buffered: the rest of a partly
+// written line goes out with the next successful write, or, if the file
+// is closed first, the part written is cut back from it (closeFile).
+//
+// After each write the file's link count is read (one fstat): when the
+// file was removed (its directory removed) since it was opened, what was
+// just written is in no visible file, so it is written again, whole
+// lines, to a new file of the name. A rename keeps the link count; it is
+// followNames' business, and the lines written meanwhile are in the
+// renamed file, not lost.
 func (w *writer) flush(f *logFile) {
 	if len(f.buf) == 0 {
 		return
 	}
-	if f.w == nil {
-		wc, err := w.cfg.open(f.name)
+	for retried := false; ; retried = true {
+		if f.w == nil {
+			if err := w.openFile(f); err != nil {
+				w.failed(f, err)
+				return
+			}
+		}
+		n, err := f.w.Write(f.buf[f.written:])
+		if err == nil && !retried && f.removed() {
+			f.written = 0 // the head of a line written before is gone with the file too
+			w.closeFile(f)
+			w.cfg.log.Printf("%s was removed: writing a new file of that name", f.name)
+			continue
+		}
+		// Whole lines in the file leave buf; the head of a cut line stays.
+		end := f.written + n
+		whole := bytes.LastIndexByte(f.buf[:end], '\n') + 1
+		f.buf = f.buf[:copy(f.buf, f.buf[whole:])]
+		f.written = end - whole
 		if err != nil {
 			w.failed(f, err)
 			return
 		}
-		f.w = wc
-	}
-	n, err := f.w.Write(f.buf)
-	f.buf = f.buf[:copy(f.buf, f.buf[n:])]
-	if err != nil {
-		w.failed(f, err)
-		return
+		break
 	}
 	if f.failing {
 		f.failing = false
 		w.cfg.log.Printf("writing %s again", f.name)
 	}
+}
+
+// openFile opens f's file. A file that ends inside a line (a crash, or
+// another program wrote it) is ended with a newline first, so that the
+// next line starts a line of its own and no byte of the file is lost.
+func (w *writer) openFile(f *logFile) error {
+	wc, err := w.cfg.open(f.name)
+	if err != nil {
+		return err
+	}
+	f.w = wc
+	f.file, _ = wc.(regularFile)
+	if f.file == nil {
+		return nil
+	}
+	size, err := f.file.Seek(0, io.SeekEnd)
+	var last [1]byte
+	if err == nil && size > 0 {
+		_, err = f.file.ReadAt(last[:], size-1)
+	}
+	if err == nil && size > 0 && last[0] != '\n' {
+		if _, err = f.w.Write([]byte{'\n'}); err == nil {
+			w.cfg.log.Printf("%s ended inside a line that this httplog did not write: a newline ends it", f.name)
+		}
+	}
+	if err != nil {
+		w.closeFile(f)
+		return err
+	}
+	return nil
+}
+
+// removed says whether f's open file has no name left (link count 0).
+// Per write of up to fileBuffer bytes, and allocation-free.
+func (f *logFile) removed() bool {
+	if f.file == nil {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Fstat(int(f.file.Fd()), &st) == nil && st.Nlink == 0
 }
 
 // failed counts a write error and reports it at most every few seconds.
@@ -321,8 +449,10 @@ func (w *writer) reopen() {
 	}
 }
 
-// closeAll flushes and closes every file. Lines that still cannot be
-// written are counted as lost, and the files are forgotten.
+// closeAll flushes and closes every file, then lets go of a lock taken
+// again. Lines that still cannot be written are counted as lost (a line
+// whose head was written too: closeFile cuts the head back), and the
+// files are forgotten.
 func (w *writer) closeAll() {
 	for key, f := range w.files {
 		w.flush(f)
@@ -333,16 +463,76 @@ func (w *writer) closeAll() {
 		w.closeFile(f)
 		delete(w.files, key)
 	}
+	if w.relock != nil {
+		w.relock.Close()
+		w.relock = nil
+	}
 }
 
+// closeFile closes f's file. If it ends in the head of a line whose rest
+// was not written, the head is cut back first, so that the file ends
+// with a whole line; the line stays buffered, whole, for the next file.
 func (w *writer) closeFile(f *logFile) {
-	if f.w != nil {
-		if err := f.w.Close(); err != nil {
-			w.stats.add(cWriteErrors, 1)
-			w.cfg.log.Printf("closing %s: %v", f.name, err)
-		}
-		f.w = nil
+	if f.w == nil {
+		return
 	}
+	if f.written > 0 && f.file != nil {
+		size, err := f.file.Seek(0, io.SeekEnd)
+		if err == nil {
+			err = f.file.Truncate(max(size-int64(f.written), 0))
+		}
+		if err != nil {
+			w.stats.add(cWriteErrors, 1)
+			w.cfg.log.Printf("%s ends inside a line: cutting back its last %d bytes failed: %v", f.name, f.written, err)
+		} else {
+			w.cfg.log.Printf("%s: cut back the %d bytes of a line that could not be written whole", f.name, f.written)
+		}
+		f.written = 0
+	}
+	if err := f.w.Close(); err != nil {
+		w.stats.add(cWriteErrors, 1)
+		w.cfg.log.Printf("closing %s: %v", f.name, err)
+	}
+	f.w, f.file = nil, nil
+}
+
+// followLock takes the directory's lock again when its file is gone (the
+// directory was removed, or the lock file deleted) and the directory is
+// there again (the writer makes it with the next lines), so that an
+// httplog started on it later is still refused. The lock held until
+// then is on a file that no longer has a name: it keeps nobody out. If
+// another httplog got the new lock first, that is said, once. Two stat
+// calls a second.
+func (w *writer) followLock() {
+	held := w.relock
+	if held == nil {
+		held = w.cfg.lock
+	}
+	if held == nil {
+		return
+	}
+	name := filepath.Join(w.cfg.dir, lockName)
+	if open, err := held.Stat(); err == nil {
+		if named, err := os.Stat(name); err == nil && os.SameFile(open, named) {
+			return
+		}
+	}
+	f, err := lockDir(w.cfg.dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return // no directory yet: the next lines make it
+	case err != nil:
+		if !w.lockTaken {
+			w.lockTaken = true
+			w.cfg.log.Printf("the lock of %s was removed and taken again by another process: %v", w.cfg.dir, err)
+		}
+		return
+	}
+	if w.relock != nil {
+		w.relock.Close()
+	}
+	w.relock, w.lockTaken = f, false
+	w.cfg.log.Printf("%s was removed: its directory is locked again", name)
 }
 
 func countLines(b []byte) uint64 {

@@ -138,10 +138,17 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 		fmt.Fprintf(stderr, "httplog: %v\n", err)
 		return 1
 	}
+	var lock *os.File // the log directory's, nil with -d -
 	if cfg.Dir != "-" {
 		if err := checkDir(cfg.Dir); err != nil {
 			return fail(err)
 		}
+		l, err := lockDir(cfg.Dir)
+		if err != nil {
+			return fail(err)
+		}
+		defer l.Close() // held until the writer is done; the kernel drops it if httplog dies
+		lock = l
 	}
 	src, locals, err := openSource(cfg, logger)
 	if err != nil {
@@ -162,7 +169,8 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	}
 
 	reg := &registry{}
-	lines, lineFree, written := startWriter(writerConfig{dir: cfg.Dir, split: cfg.Split, out: stdout, log: logger}, reg.newSet(), cfg.Parsers, reopen)
+	wc := writerConfig{dir: cfg.Dir, split: cfg.Split, out: stdout, log: logger, lock: lock}
+	lines, lineFree, written := startWriter(wc, reg.newSet(), cfg.Parsers, reopen)
 	pktFree := make(chan *pktBatch, cfg.Parsers*(queueDepth+2))
 	for i := 0; i < cap(pktFree); i++ {
 		// buf grows with use, to at most batchBytes + one payload: with
@@ -183,9 +191,17 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 
 	readErr := <-read
 	<-written
-	report()
+	final := reg.read()
+	logger.Print(statsLine(final))
 	if readErr != nil {
 		logger.Printf("stopped: %v", readErr)
+		return 1
+	}
+	// A file read to its end with lines missing from the files is a
+	// failure; a live capture stopped by a signal exits 0 (SPEC section 6),
+	// its statistics line shows the loss.
+	if lost := final[cLinesLost]; lost > 0 && cfg.ReadFile != "" {
+		logger.Printf("%d lines could not be written (lines_lost): exit 1", lost)
 		return 1
 	}
 	return 0
