@@ -22,6 +22,10 @@
 //	-r file         read a pcap or pcapng file (- = stdin) instead of an interface
 //	-local list     local addresses/CIDRs for CQ/CR/SQ/SR (HTTPLOG_LOCAL)
 //	-v              print the version and exit
+//	-check          check the configuration, the log directory and the interface
+//	                (creating and capturing nothing), print "configuration OK: ..."
+//	                and exit 0; or print the error a start would, and exit 2 for a
+//	                bad value, 1 for another problem
 //
 // A line reads
 //
@@ -45,6 +49,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -73,6 +78,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	if cfg.Version {
 		fmt.Fprintf(stdout, "httplog version %s\n", version)
+		return 0
+	}
+	if cfg.Check {
+		summary, err := checkConfig(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "httplog: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "httplog: configuration OK: %s\n", summary)
 		return 0
 	}
 	// -cpu is also how many CPUs httplog runs on. With more Go processors
@@ -139,7 +153,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	}
 
 	if cfg.Dir != "-" {
-		if err := checkDir(cfg.Dir); err != nil {
+		if _, err := checkDir(cfg.Dir, true); err != nil {
 			return fail(err)
 		}
 	}
@@ -220,15 +234,38 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	return 0
 }
 
-// checkDir creates the log directory if missing and checks it is writable.
-func checkDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("-d %s: %v", dir, err)
+// checkDir checks that dir is, or can be made, a writable directory: it,
+// or else the nearest of its parents that exists, must be a directory
+// this process may write into. With create, the missing part is made
+// (mode 0750). It reports whether dir was missing.
+func checkDir(dir string, create bool) (missing bool, err error) {
+	p := dir
+	for {
+		fi, err := os.Stat(p)
+		if err == nil {
+			if !fi.IsDir() {
+				return false, fmt.Errorf("-d %s: %s is not a directory", dir, p)
+			}
+			break
+		}
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTDIR) {
+			return false, fmt.Errorf("-d %s: %v", dir, err)
+		}
+		missing = true
+		p = filepath.Dir(p) // ends at "/" or ".", which exist
 	}
-	if err := unix.Access(dir, unix.W_OK); err != nil {
-		return fmt.Errorf("-d %s: directory is not writable: %v", dir, err)
+	if err := unix.Access(p, unix.W_OK|unix.X_OK); err != nil {
+		if p == dir {
+			return false, fmt.Errorf("-d %s: directory is not writable: %v", dir, err)
+		}
+		return false, fmt.Errorf("-d %s: cannot be created: %s is not writable: %v", dir, p, err)
 	}
-	return nil
+	if missing && create {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return false, fmt.Errorf("-d %s: %v", dir, err)
+		}
+	}
+	return missing, nil
 }
 
 // openSource opens the file or the interface of cfg, and returns the
@@ -242,20 +279,12 @@ func openSource(cfg *Config, logger *log.Logger) (packetSource, *localSet, error
 		// A capture file is seen from its server unless -local says more.
 		return src, &localSet{all: cfg.Local == nil, prefixes: cfg.Local}, nil
 	}
-	ifaces, err := net.Interfaces()
-	if err != nil {
+	if err := pickDevice(cfg); err != nil {
 		return nil, nil, err
-	}
-	if cfg.Device, err = chooseDevice(cfg, ifaces); err != nil {
-		return nil, nil, err
-	}
-	if cfg.Device != "any" {
-		if _, err := net.InterfaceByName(cfg.Device); err != nil {
-			return nil, nil, fmt.Errorf("-i %s: no such interface", cfg.Device)
-		}
 	}
 	locals := &localSet{prefixes: cfg.Local}
 	if cfg.Local == nil {
+		var err error
 		if locals, err = interfaceAddresses(cfg.Device); err != nil {
 			return nil, nil, fmt.Errorf("-i %s: %v", cfg.Device, err)
 		}
