@@ -117,6 +117,8 @@ load_config() {
 			echo "$PROG: cannot enter the directory of the configuration file $conf" >&2
 			exit 6
 		fi
+		# Absolute: ". name" without a slash would search PATH first.
+		conf=$CONF_DIR/${conf##*/}
 		set -a
 		# shellcheck source=/dev/null
 		if ! . "$conf"; then
