@@ -807,20 +807,12 @@ func openSource(cfg *Config, logger *log.Logger) (packetSource, *localSet, error
 		// A capture file is seen from its server unless -local says more.
 		return src, &localSet{all: cfg.Local == nil, prefixes: cfg.Local}, nil
 	}
-	ifaces, err := net.Interfaces()
-	if err != nil {
+	if err := pickDevice(cfg); err != nil {
 		return nil, nil, err
-	}
-	if cfg.Device, err = chooseDevice(cfg, ifaces); err != nil {
-		return nil, nil, err
-	}
-	if cfg.Device != "any" {
-		if _, err := net.InterfaceByName(cfg.Device); err != nil {
-			return nil, nil, fmt.Errorf("-i %s: no such interface", cfg.Device)
-		}
 	}
 	locals := &localSet{prefixes: cfg.Local}
 	if cfg.Local == nil {
+		var err error
 		if locals, err = interfaceAddresses(cfg.Device); err != nil {
 			return nil, nil, fmt.Errorf("-i %s: %v", cfg.Device, err)
 		}

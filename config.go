@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +36,7 @@ type Config struct {
 	LogEvery   int            // -log_every, HTTPLOG_LOG_EVERY, default 10000; <= 0: only at exit
 	CPUProfile string         // -cpuprofile: write a CPU profile here
 	Version    bool           // -v: print the version and exit
+	Check      bool           // -check: check the configuration and the environment, print a summary and exit
 	ReadFile   string         // -r: read this pcap/pcapng file ("-" = stdin) instead of an interface
 	Local      []netip.Prefix // -local, HTTPLOG_LOCAL: local addresses; nil = the interface's
 	LocalText  string         // -local as given
@@ -165,6 +168,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 	str(&c.PortText, "p", "HTTPLOG_PORT", "80", "http service port (a comma-separated list, or any)")
 	num(&c.Snaplen, "s", "HTTPLOG_SNAPLEN", 1560, "Snaplen, if <= 0, use 65535")
 	fs.BoolVar(&c.Version, "v", false, "If true, show version")
+	fs.BoolVar(&c.Check, "check", false, "If true, check the configuration, log directory and interface without capturing, and exit")
 	fs.StringVar(&c.ReadFile, "r", "", "Read packets from this pcap or pcapng file (- = stdin) instead of an interface")
 	str(&c.LocalText, "local", "HTTPLOG_LOCAL", "", "Local addresses or CIDRs, comma-separated, for CQ/CR/SQ/SR (default: the interface's)")
 
@@ -220,6 +224,13 @@ func (c *Config) validate() error {
 	}
 	if c.Dir == "" {
 		return fmt.Errorf("invalid value \"\" for %s: a directory, or - for standard output", c.source("d"))
+	}
+	if c.Dir != "-" {
+		// Absolute from here on: the messages and -check name the
+		// directory that is written, wherever httplog was started.
+		if abs, err := filepath.Abs(c.Dir); err == nil {
+			c.Dir = abs
+		}
 	}
 	if c.Device == "" && c.ReadFile == "" {
 		return fmt.Errorf("invalid value \"\" for %s: an interface name, or any", c.source("i"))
@@ -306,10 +317,22 @@ func parseLocal(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// pickDevice sets cfg.Device to the interface a live capture uses
+// (chooseDevice over this host's interfaces).
+func pickDevice(cfg *Config) error {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return err
+	}
+	cfg.Device, err = chooseDevice(cfg, ifaces)
+	return err
+}
+
 // chooseDevice applies the fallback of the spec: when -i was not given
 // and eth0 does not exist, the first up, non-loopback interface is used.
+// An interface named explicitly must exist.
 func chooseDevice(c *Config, ifaces []net.Interface) (string, error) {
-	if c.DeviceSet || c.Device == "any" {
+	if c.Device == "any" {
 		return c.Device, nil
 	}
 	for _, i := range ifaces {
@@ -317,10 +340,59 @@ func chooseDevice(c *Config, ifaces []net.Interface) (string, error) {
 			return c.Device, nil
 		}
 	}
+	if c.DeviceSet {
+		return "", fmt.Errorf("-i %s: no such interface", c.Device)
+	}
 	for _, i := range ifaces {
 		if i.Flags&net.FlagUp != 0 && i.Flags&net.FlagLoopback == 0 {
 			return i.Name, nil
 		}
 	}
 	return "", fmt.Errorf("-i %s: no such interface, and no other interface is up", c.Device)
+}
+
+// checkConfig is -check: it looks for what would stop a start after the
+// configuration is loaded (the log directory, the interface and the
+// permission to capture on it, or the capture file) in the order a start
+// meets them, with the same messages, but opens no capture socket and
+// creates nothing. It returns a one-line summary of what would run, which
+// ends in "lines to " and destination(cfg), then " (new directory)" if
+// the directory does not exist yet: start_httplog.sh reads it from there.
+func checkConfig(cfg *Config) (string, error) {
+	missing := false
+	if cfg.Dir != "-" {
+		var err error
+		if missing, err = checkDir(cfg.Dir, false); err != nil {
+			return "", err
+		}
+	}
+	var b strings.Builder
+	if cfg.ReadFile != "" {
+		// Only a regular file is opened: opening a pipe would block, or
+		// take the packets of whoever writes to it.
+		if fi, err := os.Stat(cfg.ReadFile); cfg.ReadFile != "-" && (err != nil || fi.Mode().IsRegular()) {
+			src, err := openFile(cfg.ReadFile)
+			if err != nil {
+				return "", fmt.Errorf("-r %s: %v", cfg.ReadFile, err)
+			}
+			src.close()
+		}
+		fmt.Fprintf(&b, "file %s", cfg.ReadFile)
+	} else {
+		if err := pickDevice(cfg); err != nil {
+			return "", err
+		}
+		if err := checkCapturePermission(cfg.Device); err != nil {
+			return "", err
+		}
+		if err := checkRingMemory(cfg.BufferMB, 0); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "interface %s, ring %d MB", cfg.Device, cfg.BufferMB)
+	}
+	fmt.Fprintf(&b, ", ports %s, snaplen %d, %d parser(s), lines to %s", portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, destination(cfg))
+	if missing {
+		b.WriteString(" (new directory)")
+	}
+	return b.String(), nil
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -241,8 +242,8 @@ func TestChooseDevice(t *testing.T) {
 		t.Errorf("fallback: %q, %v; want ens4", got, err)
 	}
 	c.DeviceSet = true
-	if got, _ := chooseDevice(c, ifaces); got != "eth0" {
-		t.Errorf("an explicit -i eth0 must stay eth0, got %q", got)
+	if got, err := chooseDevice(c, ifaces); got != "" || err == nil || err.Error() != "-i eth0: no such interface" {
+		t.Errorf("an explicit -i eth0 must stay eth0, and be missing: got %q, %v", got, err)
 	}
 	c = &Config{Device: "eth0"}
 	if got, _ := chooseDevice(c, append(ifaces, net.Interface{Name: "eth0"})); got != "eth0" {
@@ -250,5 +251,79 @@ func TestChooseDevice(t *testing.T) {
 	}
 	if _, err := chooseDevice(c, ifaces[:2]); err == nil {
 		t.Error("no interface up: want an error")
+	}
+}
+
+// TestCheck: -check reports what a start would find wrong, with the
+// start's message and exit code (2 for a bad value, 1 for the rest), or
+// one "configuration OK" line on standard output; it creates nothing.
+func TestCheck(t *testing.T) {
+	tmp := t.TempDir()
+	file := filepath.Join(tmp, "file") // stands where a directory should
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	seed, err := filepath.Abs(filepath.Join("testdata", "seed.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := func(summary string) string { return "httplog: configuration OK: " + summary + "\n" }
+	type checkCase struct {
+		name           string
+		args           []string
+		env            map[string]string
+		code           int
+		stdout, stderr string
+	}
+	tests := []checkCase{
+		{"bad flag", []string{"-check", "-cpu", "0"}, nil, 2, "", "httplog: invalid value 0 for flag -cpu: between 1 and 256\n"},
+		{"bad variable", []string{"-check"}, map[string]string{"HTTPLOG_CPUNO": "two"}, 2, "",
+			"httplog: invalid value \"two\" for variable HTTPLOG_CPUNO (for -cpu): not an integer\n"},
+		{"no such interface", []string{"-check", "-i", "nosuchif0", "-d", tmp}, nil, 1, "", "httplog: -i nosuchif0: no such interface\n"},
+		{"no such interface, from the variable", []string{"-check", "-d", tmp}, map[string]string{"HTTPLOG_DEVICE": "nosuchif0"}, 1, "",
+			"httplog: -i nosuchif0: no such interface\n"},
+		{"a file in the way of the directory", []string{"-check", "-r", seed, "-d", file + "/logs"}, nil, 1, "",
+			"httplog: -d " + file + "/logs: " + file + " is not a directory\n"},
+		{"a file as the directory", []string{"-check", "-r", seed, "-d", file}, nil, 1, "",
+			"httplog: -d " + file + ": " + file + " is not a directory\n"},
+		{"no capture file", []string{"-check", "-r", tmp + "/none.pcap", "-d", tmp}, nil, 1, "",
+			"httplog: -r " + tmp + "/none.pcap: open " + tmp + "/none.pcap: no such file or directory\n"},
+		{"not a capture file", []string{"-check", "-r", file, "-d", tmp}, nil, 1, "",
+			"httplog: -r " + file + ": not a pcap or pcapng file: too short\n"},
+		{"directory to be made", []string{"-check", "-r", seed, "-d", tmp + "/new/logs", "-p", "8080,80"}, nil, 0,
+			ok("file " + seed + ", ports 80,8080, snaplen 1560, 1 parser(s), lines to " + tmp + "/new/logs/http-YYYYMMDD.log (new directory)"), ""},
+		{"existing directory, split", []string{"-check", "-r", seed, "-d", tmp, "-log_split", "-cpu", "2"}, nil, 0,
+			ok("file " + seed + ", ports 80, snaplen 1560, 2 parser(s), lines to " + tmp + "/http-{CQ,CR,SQ,SR}-YYYYMMDD.log"), ""},
+		{"standard output", []string{"-check", "-r", seed, "-s", "0"}, map[string]string{"HTTPLOG_DIR": "-"}, 0,
+			ok("file " + seed + ", ports 80, snaplen 65535, 1 parser(s), lines to standard output"), ""},
+		{"relative directory, made absolute", []string{"-check", "-r", seed, "-d", "no-such-dir/logs"}, nil, 0,
+			ok("file " + seed + ", ports 80, snaplen 1560, 1 parser(s), lines to " + wd + "/no-such-dir/logs/http-YYYYMMDD.log (new directory)"), ""},
+	}
+	if os.Geteuid() == 0 {
+		tests = append(tests, checkCase{"interface", []string{"-check", "-i", "lo", "-p", "any", "-d", tmp + "/live"}, nil, 0,
+			ok("interface lo, ring 8 MB, ports any, snaplen 1560, 1 parser(s), lines to " + tmp + "/live/http-YYYYMMDD.log (new directory)"), ""})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(tt.args, envOf(tt.env), &out, &errOut)
+			if code != tt.code || out.String() != tt.stdout || errOut.String() != tt.stderr {
+				t.Errorf("exit %d, stdout %q, stderr %q\nwant exit %d, stdout %q, stderr %q", code, out.String(), errOut.String(), tt.code, tt.stdout, tt.stderr)
+			}
+		})
+	}
+	// Nothing was made: not the directories, not a log file.
+	if ents, _ := os.ReadDir(tmp); len(ents) != 1 || ents[0].Name() != "file" {
+		t.Errorf("-check made files in %s: %v", tmp, ents)
+	}
+	scriptMustNotExist(t, "no-such-dir")
+	// -h lists it.
+	var out, errOut bytes.Buffer
+	if run([]string{"-h"}, envOf(nil), &out, &errOut); !strings.Contains(errOut.String(), "  -check\n    \tIf true, check the configuration") {
+		t.Errorf("-h does not list -check:\n%s", errOut.String())
 	}
 }

@@ -210,30 +210,40 @@ func TestFaultStartErrors(t *testing.T) {
 	}{
 		{"not root", true, nil, []string{"-i", "lo", "-d", writable}, 1, "httplog: -i lo: capturing needs root (CAP_NET_RAW): operation not permitted"},
 		{"unwritable directory", true, nil, []string{"-r", filepath.Join(shared, "seed.pcap"), "-d", rootOnly}, 1, "httplog: -d " + rootOnly + ": directory is not writable: permission denied"},
+		{"directory that cannot be made", true, nil, []string{"-r", filepath.Join(shared, "seed.pcap"), "-d", rootOnly + "/logs"}, 1,
+			"httplog: -d " + rootOnly + "/logs: cannot be created: " + rootOnly + " is not writable: permission denied"},
 		{"no such interface", false, nil, []string{"-i", "nosuchif0", "-d", writable}, 1, "httplog: -i nosuchif0: no such interface"},
 		{"bad variable", false, []string{"HTTPLOG_SNAPLEN=big"}, nil, 2, `httplog: invalid value "big" for variable HTTPLOG_SNAPLEN (for -s): not an integer`},
 		{"bad flag", false, nil, []string{"-p", "80,http"}, 2, `httplog: invalid value "80,http" for flag -p: "http" is not a port (1-65535) or any`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(bin, tt.args...)
-			cmd.Env = append(liveEnv(), tt.env...)
-			if tt.nobody {
-				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		// -check finds each of them as the start does, with its message
+		// and exit code.
+		for _, check := range []bool{false, true} {
+			name, args := tt.name, tt.args
+			if check {
+				name, args = tt.name+" -check", append([]string{"-check"}, tt.args...)
 			}
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			if code != tt.code || stderr.String() != tt.want+"\n" || stdout.Len() != 0 {
-				t.Errorf("exit %d, stderr %q\nwant exit %d, %q", code, stderr.String(), tt.code, tt.want)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				cmd := exec.Command(bin, args...)
+				cmd.Env = append(liveEnv(), tt.env...)
+				if tt.nobody {
+					cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+				}
+				var stdout, stderr bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				err := cmd.Run()
+				code := 0
+				if ee, ok := err.(*exec.ExitError); ok {
+					code = ee.ExitCode()
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				if code != tt.code || stderr.String() != tt.want+"\n" || stdout.Len() != 0 {
+					t.Errorf("exit %d, stderr %q\nwant exit %d, %q", code, stderr.String(), tt.code, tt.want)
+				}
+			})
+		}
 	}
 }
 

@@ -195,15 +195,38 @@ func startWriter(cfg writerConfig, stats *counterSet, parsers int, reopen <-chan
 	return lines, free, written
 }
 
-// checkDir creates the log directory if missing and checks it is writable.
-func checkDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("-d %s: %v", dir, err)
+// checkDir checks that dir is, or can be made, a writable directory: it,
+// or else the nearest of its parents that exists, must be a directory
+// this process may write into. With create, the missing part is made
+// (mode 0750). It reports whether dir was missing.
+func checkDir(dir string, create bool) (missing bool, err error) {
+	p := dir
+	for {
+		fi, err := os.Stat(p)
+		if err == nil {
+			if !fi.IsDir() {
+				return false, fmt.Errorf("-d %s: %s is not a directory", dir, p)
+			}
+			break
+		}
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTDIR) {
+			return false, fmt.Errorf("-d %s: %v", dir, err)
+		}
+		missing = true
+		p = filepath.Dir(p) // ends at "/" or ".", which exist
 	}
-	if err := unix.Access(dir, unix.W_OK); err != nil {
-		return fmt.Errorf("-d %s: directory is not writable: %v", dir, err)
+	if err := unix.Access(p, unix.W_OK|unix.X_OK); err != nil {
+		if p == dir {
+			return false, fmt.Errorf("-d %s: directory is not writable: %v", dir, err)
+		}
+		return false, fmt.Errorf("-d %s: cannot be created: %s is not writable: %v", dir, p, err)
 	}
-	return nil
+	if missing && create {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return false, fmt.Errorf("-d %s: %v", dir, err)
+		}
+	}
+	return missing, nil
 }
 
 // run writes batches from in until it is closed, then flushes and closes

@@ -22,6 +22,10 @@
 //	-r file         read a pcap or pcapng file (- = stdin) instead of an interface
 //	-local list     local addresses/CIDRs for CQ/CR/SQ/SR (HTTPLOG_LOCAL)
 //	-v              print the version and exit
+//	-check          check the configuration, the log directory and the interface
+//	                (creating and capturing nothing), print "configuration OK: ..."
+//	                and exit 0; or print the error a start would, and exit 2 for a
+//	                bad value, 1 for another problem
 //
 // A line reads
 //
@@ -69,6 +73,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	if cfg.Version {
 		fmt.Fprintf(stdout, "httplog version %s\n", version)
+		return 0
+	}
+	if cfg.Check {
+		summary, err := checkConfig(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "httplog: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "httplog: configuration OK: %s\n", summary)
 		return 0
 	}
 	// -cpu is also how many CPUs httplog runs on. With more Go processors
@@ -140,7 +153,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	}
 	var lock *os.File // the log directory's, nil with -d -
 	if cfg.Dir != "-" {
-		if err := checkDir(cfg.Dir); err != nil {
+		if _, err := checkDir(cfg.Dir, true); err != nil {
 			return fail(err)
 		}
 		l, err := lockDir(cfg.Dir)

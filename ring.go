@@ -193,13 +193,33 @@ func openLive(c liveConfig) (*liveSource, error) {
 	if err := s.open(ifindex, prog); err != nil {
 		s.close()
 		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("-i %s: capturing needs root (CAP_NET_RAW): %v", c.iface, unix.EPERM)
+			return nil, errNeedsRoot(c.iface)
 		}
 		return nil, fmt.Errorf("-i %s: %v", c.iface, err)
 	}
 	s.desc = fmt.Sprintf("interface %s (AF_PACKET, TPACKET_V3, ring %d MB = %d blocks of %d KiB, frame %d, filter %d instructions)",
 		c.iface, c.ringMB, g.numBlocks, g.blockSize>>10, g.frameSize, len(prog))
 	return s, nil
+}
+
+// errNeedsRoot is the error of a capture this process may not open.
+func errNeedsRoot(iface string) error {
+	return fmt.Errorf("-i %s: capturing needs root (CAP_NET_RAW): %v", iface, unix.EPERM)
+}
+
+// checkCapturePermission is openLive's permission check made without a
+// socket (for -check): the effective capabilities must hold CAP_NET_RAW.
+// If they cannot be read, it says nothing: the start will tell.
+func checkCapturePermission(iface string) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData // version 3: two 32-bit words
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil
+	}
+	if data[unix.CAP_NET_RAW/32].Effective&(1<<(unix.CAP_NET_RAW%32)) == 0 {
+		return errNeedsRoot(iface)
+	}
+	return nil
 }
 
 // open makes the socket: it attaches the filter and maps the ring before

@@ -36,6 +36,7 @@ type scriptEnv struct {
 	t      *testing.T
 	script string // start_httplog.sh, copied next to bin
 	bin    string // the httplog binary, resolved path
+	dir    string // the working directory of the script ("": the test's)
 }
 
 // run runs the script with one action, with HTTPLOG_CONF=conf and the
@@ -45,6 +46,7 @@ func (e *scriptEnv) run(conf string, action string, extra ...string) scriptRun {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", e.script, action)
+	cmd.Dir = e.dir
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "HTTPLOG_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -388,8 +390,8 @@ HTTPLOG_STOP_TIMEOUT=10
 		t.Fatalf("start with a bad interface does not name it:\n%s", r.out)
 	}
 	scriptMustNotExist(t, badPID)
-	// A bad flag: likewise.
-	if r := e.expect(badConf, "start", 1, "HTTPLOG_OPTS=-nosuchflag"); !strings.Contains(r.out, "-nosuchflag") {
+	// A bad flag is a bad configuration (LSB: 6).
+	if r := e.expect(badConf, "start", 6, "HTTPLOG_OPTS=-nosuchflag"); !strings.Contains(r.out, "-nosuchflag") {
 		t.Fatalf("start with a bad flag does not name it:\n%s", r.out)
 	}
 	// A daemon needs a directory.
@@ -399,6 +401,8 @@ HTTPLOG_STOP_TIMEOUT=10
 	if pids := scriptPIDsOf(e.bin); len(pids) != 0 {
 		t.Fatalf("processes of %s left: %v", e.bin, pids)
 	}
+
+	t.Run("configuration", func(t *testing.T) { scriptConfiguration(t, e, tmp, port) })
 
 	// A process that ignores SIGTERM is killed after HTTPLOG_STOP_TIMEOUT,
 	// loudly.
@@ -418,6 +422,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "-check" { // start_httplog.sh checks first
+		fmt.Println("fake: configuration OK: deaf to SIGTERM, lines to " + os.Getenv("HTTPLOG_DIR") + "/http-YYYYMMDD.log")
+		return
+	}
 	signal.Ignore(syscall.SIGTERM)
 	fmt.Fprintln(os.Stderr, "fake: httplog 0 started: deaf to SIGTERM")
 	time.Sleep(time.Minute)
@@ -447,4 +455,164 @@ func scriptLastStats(msgs string) string {
 		}
 	}
 	return last
+}
+
+// scriptConfiguration checks, in TestStartScript's environment, that a
+// bad configuration is refused before anything starts (exit 6, with
+// httplog -check's message), that it never keeps stop and status from
+// working, and that relative paths do not depend on the caller.
+func scriptConfiguration(t *testing.T, e0 *scriptEnv, tmp string, port int) {
+	env := func(t *testing.T, dir string) *scriptEnv {
+		return &scriptEnv{t: t, script: e0.script, bin: e0.bin, dir: dir}
+	}
+	// conf writes a configuration for lo and the test server's port into
+	// dir, with the lines given after those.
+	conf := func(t *testing.T, dir, name string, lines ...string) string {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		name = filepath.Join(dir, name)
+		text := fmt.Sprintf("HTTPLOG_DEVICE=lo\nHTTPLOG_PORT=%d\nHTTPLOG_LOG_EVERY=1\n", port) + strings.Join(lines, "\n") + "\n"
+		scriptWriteFile(t, name, text, 0o644)
+		return name
+	}
+	noDaemon := func(t *testing.T) {
+		t.Helper()
+		if pids := scriptPIDsOf(e0.bin); len(pids) != 0 {
+			t.Fatalf("processes of %s run: %v", e0.bin, pids)
+		}
+	}
+	get := func(t *testing.T, path string) {
+		t.Helper()
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+
+	// A script-only variable that is wrong locks nobody out: status,
+	// force-reload and stop warn and work; start, restart and configtest
+	// refuse it, and restart leaves the daemon running.
+	t.Run("bad HTTPLOG_STOP_TIMEOUT", func(t *testing.T) {
+		e, dir := env(t, ""), filepath.Join(tmp, "timeout")
+		set := []string{"HTTPLOG_DIR=" + filepath.Join(dir, "log"), "HTTPLOG_PIDFILE=" + filepath.Join(dir, "pid")}
+		good := conf(t, dir, "good.conf", append(set, "HTTPLOG_STOP_TIMEOUT=10")...)
+		bad := conf(t, dir, "bad.conf", append(set, "HTTPLOG_STOP_TIMEOUT=30s")...)
+		const complaint = "HTTPLOG_STOP_TIMEOUT=30s is not a whole number of seconds"
+		pid := e.startedPID(e.expect(good, "start", 0))
+		if r := e.expect(bad, "status", 0); !strings.Contains(r.out, fmt.Sprintf("running (pid %d)", pid)) || !strings.Contains(r.out, "warning: "+bad+": "+complaint) {
+			t.Fatalf("status with a bad timeout does not show pid %d and warn %q:\n%s", pid, complaint, r.out)
+		}
+		for _, action := range []string{"configtest", "restart"} {
+			if r := e.expect(bad, action, 6); !strings.Contains(r.out, complaint) {
+				t.Fatalf("%s does not say %q:\n%s", action, complaint, r.out)
+			}
+		}
+		if scriptExeOf(pid) != e.bin || scriptReadPIDFile(t, filepath.Join(dir, "pid")) != pid {
+			t.Fatalf("a refused restart touched the daemon (pid %d)", pid)
+		}
+		e.expect(bad, "force-reload", 0)
+		if r := e.expect(bad, "stop", 0); !strings.Contains(r.out, "stop waits the default 30 s") {
+			t.Fatalf("stop with a bad timeout does not say what it waits:\n%s", r.out)
+		}
+		if !scriptWaitGone(pid, e.bin, time.Second) {
+			t.Fatalf("pid %d still runs after stop", pid)
+		}
+		e.expect(bad, "start", 6)
+		noDaemon(t)
+		scriptMustNotExist(t, filepath.Join(dir, "pid"))
+	})
+
+	// A value httplog refuses is a bad configuration: configtest and start
+	// exit 6 and show httplog's line, before anything is made. configtest
+	// of a good one says what would run, and makes nothing either.
+	t.Run("configtest", func(t *testing.T) {
+		e, dir := env(t, ""), filepath.Join(tmp, "configtest")
+		logDir, pidFile := filepath.Join(dir, "log"), filepath.Join(dir, "pid")
+		set := []string{"HTTPLOG_DIR=" + logDir, "HTTPLOG_PIDFILE=" + pidFile}
+		bad := conf(t, dir, "bad.conf", append(set, "HTTPLOG_CPUNO=two")...)
+		const refused = `httplog: invalid value "two" for variable HTTPLOG_CPUNO (for -cpu): not an integer`
+		for _, action := range []string{"start", "restart", "configtest"} {
+			if r := e.expect(bad, action, 6); !strings.Contains(r.out, refused) {
+				t.Fatalf("%s with a bad value does not show %q:\n%s", action, refused, r.out)
+			}
+		}
+		noIf := conf(t, dir, "noif.conf", append(set, "HTTPLOG_DEVICE=nosuchif0")...)
+		if r := e.expect(noIf, "configtest", 1); !strings.Contains(r.out, "httplog: -i nosuchif0: no such interface") {
+			t.Fatalf("configtest with a missing interface does not name it:\n%s", r.out)
+		}
+		good := conf(t, dir, "good.conf", set...)
+		want := fmt.Sprintf("httplog: configuration OK: interface lo, ring 8 MB, ports %d, snaplen 1560, 1 parser(s), lines to %s/http-YYYYMMDD.log (new directory)\n", port, logDir)
+		if r := e.expect(good, "configtest", 0); !strings.HasPrefix(r.out, want) {
+			t.Fatalf("configtest prints\n%s\nwant it to begin with\n%s", r.out, want)
+		}
+		noDaemon(t)
+		for _, name := range []string{logDir, pidFile} {
+			scriptMustNotExist(t, name)
+		}
+	})
+
+	// Standard output is refused wherever -d - comes from.
+	t.Run("standard output in HTTPLOG_OPTS", func(t *testing.T) {
+		e, dir := env(t, ""), filepath.Join(tmp, "stdout")
+		c := conf(t, dir, "stdout.conf", "HTTPLOG_DIR="+filepath.Join(dir, "log"), "HTTPLOG_PIDFILE="+filepath.Join(dir, "pid"))
+		for _, opts := range []string{"-d -", "--d=-", "-d=-", "-p 80 -d -"} {
+			for _, action := range []string{"start", "configtest"} {
+				if r := e.expect(c, action, 6, "HTTPLOG_OPTS="+opts); !strings.Contains(r.out, "standard output (-d -, in HTTPLOG_DIR or HTTPLOG_OPTS) cannot be used by a daemon") {
+					t.Fatalf("%s with HTTPLOG_OPTS=%q does not refuse standard output:\n%s", action, opts, r.out)
+				}
+			}
+			noDaemon(t)
+			scriptMustNotExist(t, filepath.Join(dir, "pid"))
+		}
+	})
+
+	// Relative paths are the configuration file's, whatever directory the
+	// script is run from: HTTPLOG_DIR, HTTPLOG_PIDFILE, and -d in
+	// HTTPLOG_OPTS (where status then finds the statistics).
+	t.Run("relative paths", func(t *testing.T) {
+		dir := filepath.Join(tmp, "relative")
+		etc, caller := filepath.Join(dir, "etc"), filepath.Join(dir, "caller")
+		if err := os.MkdirAll(caller, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		e, elsewhere := env(t, caller), env(t, dir)
+		c := conf(t, etc, "httplog.conf", "HTTPLOG_DIR=log", "HTTPLOG_PIDFILE=httplog.pid", "HTTPLOG_STOP_TIMEOUT=10")
+		pid := e.startedPID(e.expect(c, "start", 0))
+		if got := scriptReadPIDFile(t, filepath.Join(etc, "httplog.pid")); got != pid {
+			t.Fatalf("pid file %s holds %d, start said %d", filepath.Join(etc, "httplog.pid"), got, pid)
+		}
+		if _, err := os.Stat(filepath.Join(etc, "log", "httplog.messages")); err != nil {
+			t.Fatalf("no messages file in the configuration's log directory: %v", err)
+		}
+		elsewhere.expect(c, "status", 0)
+		elsewhere.expect(c, "stop", 0)
+		if !scriptWaitGone(pid, e.bin, time.Second) {
+			t.Fatalf("pid %d still runs after stop", pid)
+		}
+
+		pid = e.startedPID(e.expect(c, "start", 0, "HTTPLOG_OPTS=-d log2"))
+		get(t, "/relative-opts")
+		var st scriptRun
+		if !liveWaitFor(5*time.Second, func() bool {
+			st = elsewhere.expect(c, "status", 0, "HTTPLOG_OPTS=-d log2")
+			return strings.Contains(st.out, "stats: packets=")
+		}) {
+			t.Fatalf("status shows no statistics line from %s:\n%s", filepath.Join(etc, "log2"), st.out)
+		}
+		e.expect(c, "stop", 0, "HTTPLOG_OPTS=-d log2")
+		if !scriptWaitGone(pid, e.bin, time.Second) {
+			t.Fatalf("pid %d still runs after stop", pid)
+		}
+		b, err := os.ReadFile(filepath.Join(etc, "log2", "http-"+time.Now().Format("20060102")+".log"))
+		if err != nil || !strings.Contains(string(b), " CQ GET /relative-opts HTTP/1.1 ") {
+			t.Fatalf("no line of the request in %s (%v):\n%s", filepath.Join(etc, "log2"), err, b)
+		}
+		if ents, _ := os.ReadDir(caller); len(ents) != 0 {
+			t.Fatalf("the script made files in its caller's directory: %v", ents)
+		}
+	})
 }

@@ -2,15 +2,21 @@
 # start_httplog.sh — start, stop and query the httplog capture daemon.
 #
 # Usage (as root):
-#   start_httplog.sh {start|stop|status|restart|force-reload}
+#   start_httplog.sh {start|stop|status|restart|force-reload|configtest}
 #
-#   start         start httplog in the background unless it is running
+#   start         check the configuration (as configtest), then start httplog
+#                 in the background unless it is running
 #   stop          SIGTERM, then wait until httplog has flushed its files and
 #                 exited (SIGKILL only after HTTPLOG_STOP_TIMEOUT seconds, and
 #                 then it says so loudly)
 #   status        is it running; its pid and latest statistics line
-#   restart       stop, then start
+#   restart       check the configuration, and only if it is good stop, then
+#                 start (a bad configuration leaves the running daemon alone)
 #   force-reload  SIGHUP: httplog closes and reopens its log files (logrotate)
+#   configtest    "httplog -check" with this configuration: the values, the
+#                 log directory (created by start if missing; configtest
+#                 creates nothing), the interface and the permission to
+#                 capture, without capturing; prints "configuration OK: ..."
 #
 # Configuration: $HTTPLOG_CONF if set, else /etc/sysconfig/httplog if it
 # exists, else httplog.conf next to this script. It is sourced (shell
@@ -20,20 +26,36 @@
 #   HTTPLOG_OPTS          extra httplog flags, split on white space on purpose
 #                         (no quoting or globbing: "-c 1000 -log_split")
 #   HTTPLOG_PIDFILE       pid file (default /var/run/httplog.pid)
-#   HTTPLOG_STOP_TIMEOUT  seconds stop waits after SIGTERM (default 30)
+#   HTTPLOG_STOP_TIMEOUT  whole seconds stop waits after SIGTERM (default 30)
+#
+# Relative paths (HTTPLOG_DIR, HTTPLOG_PIDFILE, HTTPLOG_BIN, paths in
+# HTTPLOG_OPTS) are relative to the directory of the configuration file (/
+# without one), whatever the caller's directory: httplog -check and the
+# daemon run in that directory.
+#
+# A bad configuration (a value httplog refuses, HTTPLOG_STOP_TIMEOUT not a
+# number, standard output as the log destination, a configuration file
+# that does not source cleanly) makes start, restart and configtest exit 6
+# with the reason. stop, status and force-reload warn about it and go on
+# (HTTPLOG_STOP_TIMEOUT falls back to 30), so that a running daemon can
+# always be seen and stopped.
 #
 # MESSAGES: the daemon's standard error and standard output — the start
 # banner (version, interface, filter, ring), the statistics lines ("stats:
 # ..."), write-error reports and fatal errors — are appended to the file
-#     $HTTPLOG_DIR/httplog.messages      (default /log/httplog/httplog.messages)
-# together with one line from this script per start. They do not go to
+#     LOGDIR/httplog.messages      (default /log/httplog/httplog.messages)
+# where LOGDIR is the log directory httplog -check reports (HTTPLOG_DIR, or
+# -d in HTTPLOG_OPTS), together with one line from this script per start.
+# status and stop find the file of a running daemon from its standard error
+# (as root; others fall back to HTTPLOG_DIR). They do not go to
 # syslog. SIGHUP does not reopen this file: rotate it with logrotate's
 # "copytruncate" (it is opened in append mode, so truncation is safe).
 #
 # Exit codes (LSB init scripts): 0 success (also: start when already running,
-# stop when not running); 1 generic failure (e.g. httplog died at start);
-# 2 invalid arguments; 4 insufficient privilege; 5 httplog binary not
-# installed; 6 not configured (bad configuration file, HTTPLOG_DIR=-).
+# stop when not running); 1 generic failure (e.g. no such interface, or
+# httplog died at start); 2 invalid arguments; 4 insufficient privilege; 5
+# httplog binary not installed; 6 not configured (a bad value, -d -).
+# configtest: 0, 1, 5 or 6 as start.
 # status: 0 running, 1 dead but the pid file exists, 3 not running.
 # force-reload: 7 not running.
 #
@@ -50,10 +72,29 @@ PROG=httplog
 SCRIPT_DIR=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 
 usage() {
-	echo "Usage: $0 {start|stop|status|restart|force-reload}"
+	echo "Usage: $0 {start|stop|status|restart|force-reload|configtest}"
 }
 
 # --- configuration -----------------------------------------------------------
+
+# conf_problem MESSAGE FALLBACK: a configuration error. start, restart and
+# configtest refuse to run with it (exit 6); stop, status and force-reload
+# warn and go on with FALLBACK.
+CONF_PROBLEMS=()
+CONF_FALLBACKS=()
+conf_problem() {
+	CONF_PROBLEMS+=("$1")
+	CONF_FALLBACKS+=("$2")
+}
+
+# abs_path PATH: PATH made absolute against the configuration's directory.
+abs_path() {
+	if [[ $1 == /* ]]; then
+		printf '%s\n' "$1"
+	else
+		printf '%s/%s\n' "${CONF_DIR%/}" "$1"
+	fi
+}
 
 load_config() {
 	local conf
@@ -70,13 +111,18 @@ load_config() {
 	else
 		conf=
 	fi
+	CONF_DIR=/
 	if [[ -n $conf ]]; then
+		if ! CONF_DIR=$(cd "$(dirname "$conf")" && pwd -P); then
+			echo "$PROG: cannot enter the directory of the configuration file $conf" >&2
+			exit 6
+		fi
+		# Absolute: ". name" without a slash would search PATH first.
+		conf=$CONF_DIR/${conf##*/}
 		set -a
 		# shellcheck source=/dev/null
 		if ! . "$conf"; then
-			set +a
-			echo "$PROG: error in configuration file $conf" >&2
-			exit 6
+			conf_problem "error in configuration file $conf" "the settings read before the error are used"
 		fi
 		set +a
 	fi
@@ -88,19 +134,85 @@ load_config() {
 		export "${v?}"
 	done
 
-	BIN=${HTTPLOG_BIN:-$SCRIPT_DIR/httplog}
-	PIDFILE=${HTTPLOG_PIDFILE:-/var/run/httplog.pid}
+	BIN=$(abs_path "${HTTPLOG_BIN:-$SCRIPT_DIR/httplog}")
+	PIDFILE=$(abs_path "${HTTPLOG_PIDFILE:-/var/run/httplog.pid}")
 	STOP_TIMEOUT=${HTTPLOG_STOP_TIMEOUT:-30}
-	if ! [[ $STOP_TIMEOUT =~ ^[0-9]+$ ]]; then
-		echo "$PROG: HTTPLOG_STOP_TIMEOUT=$STOP_TIMEOUT is not a number of seconds" >&2
-		exit 6
+	# Decimal (bash would read 010 as octal), and small enough for $((...)).
+	if [[ $STOP_TIMEOUT =~ ^[0-9]{1,9}$ ]]; then
+		STOP_TIMEOUT=$((10#$STOP_TIMEOUT))
+	else
+		conf_problem "HTTPLOG_STOP_TIMEOUT=$STOP_TIMEOUT is not a whole number of seconds" "stop waits the default 30 s"
+		STOP_TIMEOUT=30
 	fi
-	LOGDIR=${HTTPLOG_DIR:-/log/httplog}
+	OPTS=()
+	read -r -a OPTS <<<"${HTTPLOG_OPTS:-}"
+	# What HTTPLOG_DIR names; start takes the directory httplog -check
+	# reports (HTTPLOG_OPTS may hold a -d), status and stop that of the
+	# running daemon when they can see it.
+	LOGDIR=$(abs_path "${HTTPLOG_DIR:-/log/httplog}")
 	MESSAGES=$LOGDIR/httplog.messages
 	# The binary is started (and recognised) by its absolute, resolved path.
 	if [[ -e $BIN ]]; then
 		BIN=$(readlink -f "$BIN")
 	fi
+}
+
+# conf_warn: tell of the configuration's problems, and go on.
+conf_warn() {
+	local i
+	for i in "${!CONF_PROBLEMS[@]}"; do
+		echo "$PROG: warning: $CONF: ${CONF_PROBLEMS[i]}; ${CONF_FALLBACKS[i]}" >&2
+	done
+}
+
+# check_config: the configuration problems of this script, then httplog
+# -check with the daemon's flags, environment and directory; sets LOGDIR
+# and MESSAGES from what it reports. Returns 0, 6 for a bad configuration
+# (httplog's exit code 2), 5 without a binary, 1 for other problems (no
+# such interface, a directory that cannot be written).
+check_config() {
+	local p
+	if ((${#CONF_PROBLEMS[@]})); then
+		for p in "${CONF_PROBLEMS[@]}"; do
+			echo "$PROG: $CONF: $p" >&2
+		done
+		return 6
+	fi
+	if [[ ! -f $BIN || ! -x $BIN ]]; then
+		echo "$PROG: $BIN is not an executable file (set HTTPLOG_BIN?)" >&2
+		return 5
+	fi
+	local out rc
+	out=$(cd "$CONF_DIR" && "$BIN" -check "${OPTS[@]}" </dev/null 2>&1)
+	rc=$?
+	if ((rc != 0)); then
+		printf '%s\n' "$out" >&2
+		if ((rc == 2)); then
+			echo "$PROG: bad configuration ($CONF${OPTS[*]:+, HTTPLOG_OPTS=${OPTS[*]}})" >&2
+			return 6
+		fi
+		return 1
+	fi
+	# The summary ends in "lines to DESTINATION", then " (new directory)"
+	# if -check found the directory missing.
+	CHECKED=
+	while IFS= read -r p; do
+		[[ $p == *"configuration OK: "*", lines to "* ]] && CHECKED=$p
+	done <<<"$out"
+	if [[ -z $CHECKED ]]; then
+		printf '%s\n' "$out" >&2
+		echo "$PROG: $BIN -check${OPTS[*]:+ ${OPTS[*]}} printed no configuration summary: does HTTPLOG_OPTS hold -h or -v? ($CONF)" >&2
+		return 6
+	fi
+	local dest=${CHECKED#*, lines to }
+	dest=${dest% (new directory)}
+	if [[ $dest == "standard output" ]]; then
+		echo "$PROG: standard output (-d -, in HTTPLOG_DIR or HTTPLOG_OPTS) cannot be used by a daemon; set a directory in $CONF" >&2
+		return 6
+	fi
+	LOGDIR=${dest%/http-*}
+	MESSAGES=$LOGDIR/httplog.messages
+	return 0
 }
 
 # --- process checks ----------------------------------------------------------
@@ -140,6 +252,15 @@ read_pid() {
 # running: true if the pid file names a live httplog of ours (PID set).
 running() {
 	read_pid && is_ours "$PID"
+}
+
+# messages_of PID: sets MESSAGES to the file the daemon's standard error
+# is (readable as root), if it is one.
+messages_of() {
+	local f
+	if f=$(readlink "/proc/$1/fd/2" 2>/dev/null) && [[ $f == /* && -f $f ]]; then
+		MESSAGES=$f
+	fi
 }
 
 # describe PID: what a pid that is not ours turns out to be, for messages.
@@ -182,29 +303,13 @@ do_start() {
 		echo "$PROG: removing stale pid file $PIDFILE ($(describe "$PID"))"
 		rm -f "$PIDFILE"
 	fi
-	if [[ $LOGDIR == "-" ]]; then
-		echo "$PROG: HTTPLOG_DIR=- (standard output) cannot be used by a daemon; set a directory in $CONF" >&2
-		return 6
-	fi
-	if [[ ! -f $BIN || ! -x $BIN ]]; then
-		echo "$PROG: $BIN is not an executable file (set HTTPLOG_BIN?)" >&2
-		return 5
-	fi
+	check_config || return
 	if [[ ! -d $LOGDIR ]] && ! { mkdir -p "$LOGDIR" && chmod 0750 "$LOGDIR"; }; then
 		echo "$PROG: cannot create the log directory $LOGDIR" >&2
 		return 1
 	fi
-	# The daemon runs in /, so a relative directory must be made absolute.
-	LOGDIR=$(cd "$LOGDIR" && pwd -P) || return 1
-	HTTPLOG_DIR=$LOGDIR
-	export HTTPLOG_DIR
-	MESSAGES=$LOGDIR/httplog.messages
-
-	local -a opts=()
-	read -r -a opts <<<"${HTTPLOG_OPTS:-}"
-
 	if ! printf '%s start_httplog.sh: starting %s (configuration %s)\n' \
-		"$(date '+%Y/%m/%d %H:%M:%S')" "${BIN}${opts[*]:+ ${opts[*]}}" "$CONF" >>"$MESSAGES"; then
+		"$(date '+%Y/%m/%d %H:%M:%S')" "${BIN}${OPTS[*]:+ ${OPTS[*]}}" "$CONF" >>"$MESSAGES"; then
 		echo "$PROG: cannot write $MESSAGES" >&2
 		return 1
 	fi
@@ -212,20 +317,22 @@ do_start() {
 	local before
 	before=$(stat -c %s "$MESSAGES") || before=0
 
+	# The daemon runs in the configuration's directory, as -check did, so
+	# that relative paths in HTTPLOG_OPTS mean the same to both.
 	# setsid: own session, no controlling terminal, out of the caller's
 	# process group. (nohup would not help: Go re-enables SIGHUP when it
 	# asks for it, and httplog uses SIGHUP to reopen its files.)
 	# The daemon inherits no other descriptor of the caller (a pipe held
 	# open could hang whoever reads it; fd 9 is our lock).
 	(
-		cd / || exit 1
+		cd "$CONF_DIR" || exit 1
 		for fd in /proc/self/fd/*; do
 			fd=${fd##*/}
 			if ((fd > 2)); then
 				{ exec {fd}>&-; } 2>/dev/null
 			fi
 		done
-		exec setsid "$BIN" "${opts[@]}" </dev/null >>"$MESSAGES" 2>&1
+		exec setsid "$BIN" "${OPTS[@]}" </dev/null >>"$MESSAGES" 2>&1
 	) &
 	local pid=$!
 	# The pid file is world-readable (0644), so that status works for anyone.
@@ -279,6 +386,7 @@ do_stop() {
 		return 0
 	fi
 	local pid=$PID i
+	messages_of "$pid"
 	if ! kill -TERM "$pid" 2>/dev/null; then
 		if is_ours "$pid"; then
 			echo "$PROG: cannot signal pid $pid" >&2
@@ -323,6 +431,7 @@ do_status() {
 		echo "$PROG is running (pid $PID)"
 		# The latest statistics line of this run (after its start banner).
 		local stats=
+		messages_of "$PID"
 		if [[ -r $MESSAGES ]]; then
 			stats=$(awk '/ started: /{s=""} /stats:/{s=$0} END{print s}' "$MESSAGES")
 		fi
@@ -361,7 +470,7 @@ if [[ $# -ne 1 ]]; then
 	exit 2
 fi
 case $1 in
-start | stop | status | restart | force-reload) ;;
+start | stop | status | restart | force-reload | configtest) ;;
 -h | --help | help)
 	usage
 	exit 0
@@ -380,19 +489,28 @@ start)
 	do_start
 	;;
 stop)
+	conf_warn
 	lock
 	do_stop
 	;;
 status)
+	conf_warn
 	do_status
 	;;
 restart)
 	lock
+	check_config || exit
 	do_stop || exit
 	do_start
 	;;
 force-reload)
+	conf_warn
 	lock
 	do_reload
+	;;
+configtest)
+	check_config || exit
+	printf '%s\n' "$CHECKED"
+	echo "$PROG: configuration $CONF; pid file $PIDFILE; messages to $MESSAGES"
 	;;
 esac
