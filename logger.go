@@ -95,7 +95,7 @@ type regularFile interface {
 // writer turns line batches into files.
 type writer struct {
 	cfg     writerConfig
-	stats   *counterSet // lines by type, lines lost, write errors
+	stats   *counterSet         // lines by type, lines lost, write errors
 	files   map[uint32]*logFile // by fileKey
 	newest  uint32              // latest day seen
 	lastErr time.Time
