@@ -698,3 +698,18 @@ func TestRingWalk(t *testing.T) {
 		t.Errorf("after the wrap: %q link %d err %v, want \"again\" on lo as Ethernet", f.data, f.link, err)
 	}
 }
+
+// TestPortSet: the reader's user-space check of the ports agrees with the
+// list, at its ends and beside each listed port.
+func TestPortSet(t *testing.T) {
+	ports := []uint16{1, 63, 64, 80, 8080, 65535}
+	s := newPortSet(ports)
+	for p := 0; p <= 65535; p++ {
+		if got, want := s.has(uint16(p)), slices.Contains(ports, uint16(p)); got != want {
+			t.Errorf("port %d: in the set %v, want %v", p, got, want)
+		}
+	}
+	if newPortSet(nil) != nil {
+		t.Error("no list (every port) must give no set")
+	}
+}
