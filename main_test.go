@@ -339,3 +339,18 @@ func TestRegistrySumsSets(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeNamesEveryCounter: the README's table of the statistics line
+// explains every counter of the registry.
+func TestReadmeNamesEveryCounter(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stats, _ := strings.Cut(string(readme), "## Statistics")
+	for _, def := range counterDefs {
+		if !strings.Contains(stats, "`"+def.name+"`") {
+			t.Errorf("README's statistics section does not explain %s", def.name)
+		}
+	}
+}
