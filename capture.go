@@ -308,6 +308,8 @@ func checkFilterSize(ports []uint16, device string) error {
 // skips at most 255 instructions, so the port tests, which can be
 // thousands, come last, each within reach of a return of their own
 // (portTests); everything before them jumps to them unconditionally.
+// It is long because it is one program, read top to bottom as the kernel
+// runs it.
 func portFilter(link int, ports []uint16, snaplen int) ([]bpf.Instruction, error) {
 	// Room for the tests of both ports, so that long lists grow nothing.
 	a := &asm{prog: make([]bpf.Instruction, 0, 64+4*len(ports)), fixups: make([]fixup, 0, 48+4*len(ports))}
@@ -548,6 +550,18 @@ type pktItem struct {
 	src, dst netip.AddrPort
 	kind     msgKind
 	off, end uint32 // payload: buf[off:end]
+}
+
+// newPacketBatches makes the free list of n packet batches the readers
+// fill and the parsers hand back. A batch's buf grows with use, to at most
+// batchBytes + one payload: with -cpu 256 -s 262144 a preallocated
+// maximum would be 1.3 GB.
+func newPacketBatches(n int) chan *pktBatch {
+	free := make(chan *pktBatch, n)
+	for i := 0; i < n; i++ {
+		free <- &pktBatch{items: make([]pktItem, 0, batchSize)}
+	}
+	return free
 }
 
 // readerConfig is what the readers of a run share.
@@ -881,6 +895,18 @@ func interfaceAddresses(device string) (*localSet, error) {
 		}
 	}
 	return s, nil
+}
+
+// followLocals returns the local address set the parsers read: the first
+// one, followed by followAddresses on a goroutine of its own when it comes
+// from the interface.
+func followLocals(ctx context.Context, cfg *Config, first *localSet, logger *log.Logger) *atomic.Pointer[localSet] {
+	var p atomic.Pointer[localSet]
+	p.Store(first)
+	if cfg.Local == nil && cfg.ReadFile == "" {
+		go followAddresses(ctx, cfg.Device, &p, logger)
+	}
+	return &p
 }
 
 // localRefresh: how often the interface addresses are read again.

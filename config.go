@@ -103,7 +103,8 @@ func (d *decimal) Set(s string) error {
 
 // loadConfig parses args over the environment (getenv) over the defaults.
 // Usage goes to usage for -h. An error is one line naming the flag or
-// variable and the value.
+// variable and the value. It is long because it holds the list of every
+// flag, one declaration a line, in the order -h prints them.
 func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Config, error) {
 	c := &Config{Location: time.Local, set: map[string]string{}}
 	fs := flag.NewFlagSet("httplog", flag.ContinueOnError)

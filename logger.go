@@ -138,6 +138,18 @@ const lockName = ".httplog.lock"
 // errLocked: another process holds the directory's lock.
 var errLocked = errors.New("another httplog is writing into this directory")
 
+// prepareDir makes the log directory if missing, checks it is writable
+// and locks it against a second httplog; the lock is nil with -d -.
+func prepareDir(dir string) (*os.File, error) {
+	if dir == "-" {
+		return nil, nil
+	}
+	if _, err := checkDir(dir, true); err != nil {
+		return nil, err
+	}
+	return lockDir(dir)
+}
+
 // lockDir takes the lock of a log directory. The error names -d and the
 // directory, and says which process holds the lock when one does.
 func lockDir(dir string) (*os.File, error) {

@@ -51,7 +51,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -144,25 +143,18 @@ const (
 // serve runs the pipeline until the source ends or ctx is cancelled:
 // source → reader goroutine → -cpu parser goroutines → writer goroutine.
 // Each stage closes the queue of the next when its last goroutine has
-// returned, so serve waits only for the writer.
+// returned, so serve waits only for the readers and the writer.
 func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-chan struct{}) int {
 	logger := log.New(stderr, "httplog: ", log.LstdFlags|log.Lmsgprefix)
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "httplog: %v\n", err)
 		return 1
 	}
-	var lock *os.File // the log directory's, nil with -d -
-	if cfg.Dir != "-" {
-		if _, err := checkDir(cfg.Dir, true); err != nil {
-			return fail(err)
-		}
-		l, err := lockDir(cfg.Dir)
-		if err != nil {
-			return fail(err)
-		}
-		defer l.Close() // held until the writer is done; the kernel drops it if httplog dies
-		lock = l
+	lock, err := prepareDir(cfg.Dir)
+	if err != nil {
+		return fail(err)
 	}
+	defer lock.Close() // held until the writer is done; the kernel drops it if httplog dies
 	src, locals, err := openSource(cfg, logger)
 	if err != nil {
 		return fail(err)
@@ -175,30 +167,15 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 		}
 		defer stop()
 	}
-	var localPtr atomic.Pointer[localSet]
-	localPtr.Store(locals)
-	if cfg.Local == nil && cfg.ReadFile == "" {
-		go followAddresses(ctx, cfg.Device, &localPtr, logger)
-	}
+	localPtr := followLocals(ctx, cfg, locals, logger)
 
 	reg := &registry{}
 	wc := writerConfig{dir: cfg.Dir, split: cfg.Split, out: stdout, log: logger, lock: lock}
 	lines, lineFree, written := startWriter(wc, reg.newSet(), cfg.Parsers, reopen)
-	pktFree := make(chan *pktBatch, cfg.Parsers*(queueDepth+2))
-	for i := 0; i < cap(pktFree); i++ {
-		// buf grows with use, to at most batchBytes + one payload: with
-		// -cpu 256 -s 262144 a preallocated maximum would be 1.3 GB.
-		pktFree <- &pktBatch{items: make([]pktItem, 0, batchSize)}
-	}
-	queues := startParsers(cfg.Parsers, &localPtr, cfg.Location, pktFree, lines, lineFree)
+	pktFree := newPacketBatches(cfg.Parsers * (queueDepth + 2))
+	queues := startParsers(cfg.Parsers, localPtr, cfg.Location, pktFree, lines, lineFree)
 	report := func() { logger.Print(statsLine(reg.read())) }
-	rc := readerConfig{ports: cfg.Ports, limit: int64(cfg.Count), report: report}
-	if cfg.LogEvery > 0 {
-		// A quiet host gets a line a minute all the same, so that the
-		// latest statistics (start script's status) are never stale.
-		rc.logEvery, rc.reportEvery = uint64(cfg.LogEvery), statsAtLeastEvery
-	}
-	read := startReaders(ctx, []packetSource{src}, rc, queues, pktFree, reg)
+	read := startReaders(ctx, []packetSource{src}, readerSettings(cfg, report), queues, pktFree, reg)
 	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d parser(s) on %d CPU(s), lines to %s",
 		version, src.describe(), portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, runtime.GOMAXPROCS(0), destination(cfg))
 
@@ -206,18 +183,29 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	<-written
 	final := reg.read()
 	logger.Print(statsLine(final))
-	if readErr != nil {
+	switch {
+	case readErr != nil:
 		logger.Printf("stopped: %v", readErr)
 		return 1
-	}
-	// A file read to its end with lines missing from the files is a
-	// failure; a live capture stopped by a signal exits 0 (SPEC section 6),
-	// its statistics line shows the loss.
-	if lost := final[cLinesLost]; lost > 0 && cfg.ReadFile != "" {
-		logger.Printf("%d lines could not be written (lines_lost): exit 1", lost)
+	case final[cLinesLost] > 0 && cfg.ReadFile != "":
+		// A file read to its end with lines missing from the files is a
+		// failure; a live capture stopped by a signal exits 0 (SPEC
+		// section 6), its statistics line shows the loss.
+		logger.Printf("%d lines could not be written (lines_lost): exit 1", final[cLinesLost])
 		return 1
 	}
 	return 0
+}
+
+// readerSettings is what the readers take of the configuration.
+func readerSettings(cfg *Config, report func()) readerConfig {
+	rc := readerConfig{ports: cfg.Ports, limit: int64(cfg.Count), report: report}
+	if cfg.LogEvery > 0 {
+		// A quiet host gets a line a minute all the same, so that the
+		// latest statistics (start script's status) are never stale.
+		rc.logEvery, rc.reportEvery = uint64(cfg.LogEvery), statsAtLeastEvery
+	}
+	return rc
 }
 
 // startProfile starts the CPU profile of -cpuprofile; stop ends it.
