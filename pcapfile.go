@@ -12,6 +12,7 @@ package main
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -216,7 +217,7 @@ func (s *fileSource) readHeader() error {
 		err = s.header()
 	}
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return fmt.Errorf("not a pcap or pcapng file: too short (%d bytes)", s.w-s.r)
+		return errors.New("not a pcap or pcapng file: too short")
 	}
 	return err
 }
