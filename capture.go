@@ -7,26 +7,20 @@ package main
 // batch the HTTP starts for the parsers; and this host's addresses.
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/netip"
-	"os"
 	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/net/bpf"
-	"golang.org/x/sys/unix"
 )
 
 // frame is one captured frame. data belongs to the source and is valid
@@ -38,8 +32,9 @@ type frame struct {
 	link int   // link type (DLT number), see parser.go
 }
 
-// errTimeout is returned by a live source when no frame came within its
-// poll timeout; the reader uses the pause to flush and to look at shutdown.
+// errTimeout is returned by a live source, or a capture read from a pipe,
+// when no frame came within its poll timeout; the reader uses the pause to
+// flush and to look at shutdown.
 var errTimeout = errors.New("poll timeout")
 
 // packetSource is where frames come from: an AF_PACKET socket or a file.
@@ -63,124 +58,6 @@ type kernelCounts struct {
 	received uint64 // frames the filter passed: put in the ring, or dropped
 	drops    uint64 // frames dropped because the ring was full
 	freezes  uint64 // times the ring's queue was frozen
-}
-
-// fileSource reads pcap and pcapng files with gopacket/pcapgo.
-type fileSource struct {
-	name  string
-	f     *os.File
-	br    *bufio.Reader
-	pipe  bool // a pipe, FIFO or socket: wait for data with a timeout
-	pcap  *pcapgo.Reader
-	ng    *pcapgo.NgReader
-	links []int // pcapng: link type of each interface, by index
-}
-
-// maxFileFrame bounds the buffer a hostile file can make the reader
-// allocate for one frame: above any real snap length (tcpdump's is 262144).
-const maxFileFrame = 262144
-
-// openFile opens a pcap or pcapng file ("-" is standard input), telling
-// the formats apart by their first four bytes.
-func openFile(name string) (*fileSource, error) {
-	f := os.Stdin
-	if name != "-" {
-		var err error
-		if f, err = os.Open(name); err != nil {
-			return nil, err
-		}
-	}
-	s := &fileSource{name: name, f: f}
-	if info, err := f.Stat(); err == nil && !info.Mode().IsRegular() {
-		s.pipe = true // e.g. tcpdump -w - | httplog -r -
-	}
-	// 1 MiB of read-ahead: large sequential reads, a few syscalls per MiB.
-	r := bufio.NewReaderSize(f, 1<<20)
-	s.br = r
-	magic, err := r.Peek(4)
-	if err != nil {
-		s.close()
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("not a pcap or pcapng file: too short")
-		}
-		return nil, err
-	}
-	if binary.BigEndian.Uint32(magic) == 0x0a0d0d0a { // pcapng section header
-		s.ng, err = pcapgo.NewNgReader(r, pcapgo.NgReaderOptions{WantMixedLinkType: true})
-	} else {
-		s.pcap, err = pcapgo.NewReader(r)
-		if err == nil && s.pcap.Snaplen() < maxFileFrame {
-			s.pcap.SetSnaplen(maxFileFrame) // some writers put 0 or too little here
-		}
-	}
-	if err != nil {
-		s.close()
-		return nil, fmt.Errorf("not a pcap or pcapng file: %v", err)
-	}
-	return s, nil
-}
-
-func (s *fileSource) next(f *frame) error {
-	// From a pipe, packets come when the writer sends them: wait for the
-	// next one at most pollTimeout, so that the reader can hand on its
-	// batches and see shutdown meanwhile, as with a live socket. Once a
-	// packet has begun to arrive, the rest of it is waited for.
-	if s.pipe && s.br.Buffered() == 0 {
-		fds := []unix.PollFd{{Fd: int32(s.f.Fd()), Events: unix.POLLIN}}
-		if n, err := unix.Poll(fds, int(pollTimeout/time.Millisecond)); n == 0 && err == nil {
-			return errTimeout
-		}
-	}
-	var (
-		data []byte
-		ci   gopacket.CaptureInfo
-		err  error
-	)
-	if s.ng != nil {
-		data, ci, err = s.ng.ZeroCopyReadPacketData()
-	} else {
-		data, ci, err = s.pcap.ZeroCopyReadPacketData()
-	}
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return io.EOF
-		}
-		return fmt.Errorf("-r %s: %v", s.name, err)
-	}
-	f.data, f.ts, f.wire = data, ci.Timestamp.UnixNano(), ci.Length
-	if s.ng != nil {
-		f.link = s.ngLink(ci.InterfaceIndex)
-	} else {
-		f.link = int(s.pcap.LinkType())
-	}
-	return nil
-}
-
-// ngLink returns the link type of pcapng interface i, remembering it.
-func (s *fileSource) ngLink(i int) int {
-	for len(s.links) <= i && len(s.links) < s.ng.NInterfaces() {
-		iface, _ := s.ng.Interface(len(s.links))
-		s.links = append(s.links, int(iface.LinkType))
-	}
-	if i < 0 || i >= len(s.links) {
-		return -1 // no such interface: counted as an unsupported link type
-	}
-	return s.links[i]
-}
-
-func (s *fileSource) kernelStats() kernelCounts { return kernelCounts{} }
-func (s *fileSource) drainTime() time.Duration  { return 0 }
-func (s *fileSource) describe() string {
-	if s.ng != nil {
-		return "pcapng file " + s.name
-	}
-	return "pcap file " + s.name
-}
-
-func (s *fileSource) close() {
-	if s.f != os.Stdin {
-		s.f.Close()
-	}
 }
 
 // filterConfig describes the kernel filter to build.

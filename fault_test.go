@@ -34,6 +34,18 @@ type pipedDaemon struct {
 
 func startPiped(t *testing.T, args ...string) *pipedDaemon {
 	t.Helper()
+	d := startPipedRaw(t, args...)
+	d.pcap = pcapgo.NewWriter(d.in)
+	if err := d.pcap.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// startPipedRaw starts httplog on a pipe the test has written nothing to,
+// not even a capture header.
+func startPipedRaw(t *testing.T, args ...string) *pipedDaemon {
+	t.Helper()
 	d := &pipedDaemon{stderr: &liveBuffer{}}
 	d.cmd = exec.Command(liveBinary(t), append([]string{"-r", "-", "-log_every", "0"}, args...)...)
 	d.cmd.Env = liveEnv()
@@ -51,10 +63,6 @@ func startPiped(t *testing.T, args ...string) *pipedDaemon {
 			d.cmd.Wait()
 		}
 	})
-	d.pcap = pcapgo.NewWriter(d.in)
-	if err := d.pcap.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
 	return d
 }
 
@@ -74,6 +82,21 @@ func (d *pipedDaemon) send(t *testing.T, n int) {
 func (d *pipedDaemon) finish(t *testing.T) string {
 	t.Helper()
 	d.in.Close()
+	d.waitExit(t, "its input closed")
+	return d.stderr.String()
+}
+
+// terminate sends SIGTERM, with the pipe left open, and waits for a clean
+// exit.
+func (d *pipedDaemon) terminate(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.waitExit(t, "SIGTERM")
+}
+
+// waitExit waits for httplog to exit 0 after what was done to it.
+func (d *pipedDaemon) waitExit(t *testing.T, after string) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- d.cmd.Wait() }()
 	select {
@@ -82,9 +105,8 @@ func (d *pipedDaemon) finish(t *testing.T) string {
 			t.Fatalf("httplog: %v\n%s", err, d.stderr)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatalf("httplog did not end after its input closed\n%s", d.stderr)
+		t.Fatalf("httplog did not end after %s\n%s", after, d.stderr)
 	}
-	return d.stderr.String()
 }
 
 func waitForText(b *liveBuffer, text string, d time.Duration) bool {
