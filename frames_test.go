@@ -11,12 +11,19 @@ import (
 
 // tcpSegment is a TCP header of hl bytes (options filled with NOPs) and a payload.
 func tcpSegment(sport, dport uint16, hl int, payload string) []byte {
+	return tcpSegmentAt(sport, dport, hl, 1000, 0, 0x18, payload) // PSH, ACK
+}
+
+// tcpSegmentAt is tcpSegment with the sequence and acknowledgement
+// numbers and the flags given.
+func tcpSegmentAt(sport, dport uint16, hl int, seq, ack uint32, flags byte, payload string) []byte {
 	b := make([]byte, hl, hl+len(payload))
 	binary.BigEndian.PutUint16(b[0:], sport)
 	binary.BigEndian.PutUint16(b[2:], dport)
-	binary.BigEndian.PutUint32(b[4:], 1000) // sequence number
+	binary.BigEndian.PutUint32(b[4:], seq)
+	binary.BigEndian.PutUint32(b[8:], ack)
 	b[12] = byte(hl/4) << 4
-	b[13] = 0x18 // PSH, ACK
+	b[13] = flags
 	binary.BigEndian.PutUint16(b[14:], 65535)
 	for i := 20; i < hl; i++ {
 		b[i] = 1 // NOP option

@@ -51,7 +51,17 @@ type packet struct {
 	sport, dport uint16
 	payload      []byte // TCP payload, ending where the IP length says
 	flow         uint32 // symmetric hash of the connection: same both ways
+	seq, ack     uint32 // TCP sequence and acknowledgement numbers
+	flags        uint8  // TCP flags (tcpFIN, tcpSYN, tcpRST, tcpACK, …)
 }
+
+// TCP flags, as in the 14th byte of the TCP header.
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+)
 
 // Ethernet types met in front of IP.
 const (
@@ -253,6 +263,9 @@ func decodeTCP(b []byte, p *packet) verdict {
 	}
 	p.sport = binary.BigEndian.Uint16(b[0:])
 	p.dport = binary.BigEndian.Uint16(b[2:])
+	p.seq = binary.BigEndian.Uint32(b[4:])
+	p.ack = binary.BigEndian.Uint32(b[8:])
+	p.flags = b[13]
 	p.payload = b[hl:]
 	p.flow = flowHash(p.src, p.dst, p.sport, p.dport)
 	return vTCP

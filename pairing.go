@@ -1,0 +1,638 @@
+package main
+
+// Request ↔ response pairing without reassembly (-pair, SPEC section 9).
+// Each parser owns one pairTable for the connections the flow hash sends
+// it: a fixed array of connection entries, an open-addressing index over
+// them, and a least-recently-used list threaded through them. Each entry
+// keeps a small FIFO of the request starts that wait for their response.
+// Which waiting request a response start answers is decided from the TCP
+// sequence and acknowledgement numbers, so that one response missing
+// from the capture does not shift every later pair of the connection;
+// docs/PAIRING.md explains the rule. Nothing here allocates after
+// newPairTable, and no operation walks more than a bounded number of
+// entries (flush, at exit, is the one full sweep).
+
+import (
+	"bytes"
+	"net/netip"
+	"time"
+	"unsafe"
+)
+
+// pairDepth is how many request starts one connection can have waiting.
+// Browsers and HTTP clients keep one request in flight per connection;
+// pipelining clients rarely send more than a handful ahead. Eight fit in
+// 152 bytes; when a ninth arrives the oldest is given up (see skip).
+const pairDepth = 8
+
+// expireSteps is how many idle connections one expire call may free: a
+// few per packet keep pace with any connection rate the reader can
+// deliver, and no call ever stops the packet path for long.
+const expireSteps = 4
+
+// Method codes of a waiting request. Only HEAD (its response has no body)
+// and CONNECT (a 2xx answer turns the connection into a tunnel) change
+// the pairing; the others are kept for the JSON lines of issue 10.
+const (
+	methodOther uint8 = iota
+	methodGET
+	methodHEAD
+	methodPOST
+	methodPUT
+	methodDELETE
+	methodOPTIONS
+	methodTRACE
+	methodPATCH
+	methodCONNECT
+
+	methodMask  = 0x0f
+	methodNoAck = 0x80 // the request's segment had no ACK flag (TCP Fast Open SYN): its ack says nothing
+)
+
+// methodOf names the method of a request start, which httpStart has
+// already recognised as one of the nine.
+func methodOf(b []byte) uint8 {
+	if len(b) < 2 {
+		return methodOther
+	}
+	switch b[0] {
+	case 'G':
+		return methodGET
+	case 'H':
+		return methodHEAD
+	case 'P':
+		switch b[1] {
+		case 'O':
+			return methodPOST
+		case 'U':
+			return methodPUT
+		case 'A':
+			return methodPATCH
+		}
+	case 'D':
+		return methodDELETE
+	case 'O':
+		return methodOPTIONS
+	case 'T':
+		return methodTRACE
+	case 'C':
+		return methodCONNECT
+	}
+	return methodOther
+}
+
+// seqAfter and seqBefore compare TCP sequence numbers in serial number
+// arithmetic (RFC 1982): a is after b when it lies less than 2^31 ahead,
+// so comparisons stay right across the wrap past 2^32.
+func seqAfter(a, b uint32) bool  { return int32(a-b) > 0 }
+func seqBefore(a, b uint32) bool { return int32(a-b) < 0 }
+
+// segment is what pairing takes from a TCP segment.
+type segment struct {
+	ts       int64  // capture time, Unix nanoseconds
+	seq, ack uint32 // TCP sequence and acknowledgement numbers
+	flags    uint8  // TCP flags
+}
+
+// framing is what a response start tells about its own length.
+type framing struct {
+	status  int   // status code, 0 when the status line has none
+	hdrLen  int   // bytes up to and including the empty line after the headers; 0 when the captured bytes end first
+	bodyLen int64 // Content-Length, or -1 when the body's length is not given (chunked, until close, invalid)
+}
+
+// parseFraming reads the status code, the length of the header block and
+// the Content-Length of a response start. A Transfer-Encoding header
+// makes the length unknown, as it overrides Content-Length (RFC 9112
+// section 6.3), and so do two Content-Length values that disagree.
+func parseFraming(b []byte, f *framing) {
+	line, rest := nextLine(b)
+	f.status, f.hdrLen, f.bodyLen = 0, 0, -1
+	if sp := bytes.IndexByte(line, ' '); sp >= 0 && len(line) >= sp+4 {
+		d := line[sp+1 : sp+4]
+		if isDigit(d[0]) && isDigit(d[1]) && isDigit(d[2]) && (len(line) == sp+4 || line[sp+4] == ' ') {
+			f.status = int(d[0]-'0')*100 + int(d[1]-'0')*10 + int(d[2]-'0')
+		}
+	}
+	length, chunked, bad := int64(-1), false, false
+	for len(rest) > 0 {
+		line, rest = nextLine(rest)
+		if len(line) == 0 {
+			f.hdrLen = len(b) - len(rest)
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 {
+			continue
+		}
+		switch name := line[:colon]; {
+		case equalFold(name, "content-length"):
+			n := parseLength(trimBlank(line[colon+1:]))
+			if n < 0 || length >= 0 && n != length {
+				bad = true
+			}
+			length = n
+		case equalFold(name, "transfer-encoding"):
+			chunked = true
+		}
+	}
+	if !bad && !chunked {
+		f.bodyLen = length
+	}
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// parseLength reads a Content-Length value: decimal digits only, below
+// 2^40 (larger bodies are treated as of unknown length); -1 otherwise.
+func parseLength(b []byte) int64 {
+	if len(b) == 0 || len(b) > 12 {
+		return -1
+	}
+	var n int64
+	for _, c := range b {
+		if !isDigit(c) {
+			return -1
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if n >= 1<<40 {
+		return -1
+	}
+	return n
+}
+
+// pairKey is a connection, the same for both directions: the two
+// endpoints, the lower one first. IPv4 addresses are stored IPv4-mapped.
+type pairKey struct {
+	lo, hi         [16]byte
+	loPort, hiPort uint16
+}
+
+// makePairKey builds the key of the connection between src and dst, and
+// says whether src is the key's lower endpoint.
+func makePairKey(src, dst netip.AddrPort, k *pairKey) (srcLo bool) {
+	s, d := src.Addr().As16(), dst.Addr().As16() // IPv4 comes IPv4-mapped
+	c := bytes.Compare(s[:], d[:])
+	srcLo = c < 0 || c == 0 && src.Port() <= dst.Port()
+	if srcLo {
+		k.lo, k.hi, k.loPort, k.hiPort = s, d, src.Port(), dst.Port()
+	} else {
+		k.lo, k.hi, k.loPort, k.hiPort = d, s, dst.Port(), src.Port()
+	}
+	return srcLo
+}
+
+// observe is the per-packet entry point: it feeds one segment of a
+// watched connection to the table — an HTTP start (kind request or
+// response) and/or a SYN, FIN or RST (kind notHTTP when there is no HTTP
+// start) — and lets a few idle connections expire. For a response it
+// returns the capture time of the request it answers; h is the
+// connection's flow hash.
+func (t *pairTable) observe(src, dst netip.AddrPort, h uint32, kind msgKind, s *segment, payload []byte) (reqTs int64, paired bool) {
+	var k pairKey
+	srcLo := makePairKey(src, dst, &k)
+	if s.flags&(tcpSYN|tcpACK) == tcpSYN {
+		t.closed(&k, h, srcLo, tcpSYN) // a new connection on the same port pair; a TFO request follows
+	}
+	switch kind {
+	case request:
+		t.request(&k, h, srcLo, s, len(payload), methodOf(payload))
+	case response:
+		var f framing
+		parseFraming(payload, &f)
+		reqTs, paired = t.response(&k, h, s, &f)
+	}
+	if s.flags&(tcpFIN|tcpRST) != 0 {
+		t.closed(&k, h, srcLo, s.flags&(tcpFIN|tcpRST)) // after the response it may carry
+	}
+	t.expire(s.ts)
+	return reqTs, paired
+}
+
+// Entry flags.
+const (
+	fClientLo   = 1 << iota // the client is the key's lower endpoint
+	fReqSeen                // reqSeq holds the newest request's sequence number
+	fRespSeen               // respSeq holds the newest response's sequence number
+	fRespPaired             // the newest response was paired, with the request of respTs
+	fEndKnown               // end holds where the newest response ends
+)
+
+// pairEntry is one connection: 232 bytes (TestPairEntrySize keeps this
+// true), plus 8 to 16 bytes of index per connection of -pair_max.
+type pairEntry struct {
+	key        pairKey // 36 bytes
+	hash       uint32  // flow hash: the entry's home slot in the index
+	seen       int64   // capture time of the connection's newest packet
+	respTs     int64   // time of the request the newest response was paired with
+	prev, next uint32  // LRU neighbours, newer and older (entry index + 1; 0: none); next also links the free list
+	respSeq    uint32  // TCP sequence number of the newest response start
+	end        uint32  // server sequence number just past the newest response, if fEndKnown
+	reqSeq     uint32  // TCP sequence number of the newest request start
+	skip       uint8   // requests given up on overflow whose responses are still to come
+	flags      uint8
+	head, n    uint8 // the waiting requests are ring slots head … head+n-1
+
+	// The waiting requests, oldest first from head; one array per field
+	// so that the entry has no padding. Issue 10's JSON lines would add
+	// the request's URI and Host here (a fixed-size prefix of each, e.g.
+	// 64 bytes, or an offset into a per-parser ring of request texts);
+	// the method is already in method.
+	reqTs  [pairDepth]int64  // capture time of the request's first copy
+	seq    [pairDepth]uint32 // its TCP sequence number
+	ack    [pairDepth]uint32 // its acknowledgement number: server bytes the client had seen
+	size   [pairDepth]uint16 // its captured payload bytes, at most 65535 (a lower bound is all the rule needs)
+	method [pairDepth]uint8  // method code, and methodNoAck
+}
+
+// pairStats are a pairTable's counters. At exit, after flush:
+//
+//	request starts  (CQ+SQ) = paired + unanswered + reqCopies
+//	response starts (CR+SR) = paired + unmatched + interim + respCopies
+//
+// paired counts final responses paired with a request (101 included),
+// each request once; unanswered the requests given up (response missing,
+// timeout, FIN or RST from the server, overflow, eviction, exit);
+// unmatched the final responses with no request; interim the 1xx
+// responses but 101 (timed when a request waits, which stays waiting);
+// reqCopies the request starts not queued because their sequence number
+// is not after the newest request's (retransmissions, duplicated
+// frames); respCopies the response starts whose sequence number is not
+// after the newest response's (they repeat its pairing).
+type pairStats struct {
+	paired, unanswered, unmatched, evicted uint64
+	interim, reqCopies, respCopies         uint64
+}
+
+// pairTable is one parser's connection table. Its memory is allocated by
+// newPairTable and never grows.
+type pairTable struct {
+	entries        []pairEntry
+	index          []uint32 // open addressing, linear probing: entry index + 1, 0 = empty
+	mask           uint32   // len(index) - 1
+	used           int      // entries in use
+	fresh          uint32   // entries[fresh:] have never been used (so never touched: RSS grows with use)
+	free           uint32   // freed entries, linked through next (entry index + 1)
+	newest, oldest uint32   // ends of the LRU list (entry index + 1)
+	timeout        int64    // -pair_timeout in nanoseconds
+	stats          pairStats
+}
+
+// newPairTable makes a table for maxConns connections (at least one). The
+// index has at least twice as many slots, so probes stay short.
+func newPairTable(maxConns int, timeout time.Duration) *pairTable {
+	n := max(maxConns, 1)
+	slots := 2
+	for slots < 2*n {
+		slots *= 2
+	}
+	return &pairTable{
+		entries: make([]pairEntry, n),
+		index:   make([]uint32, slots),
+		mask:    uint32(slots - 1),
+		timeout: int64(timeout),
+	}
+}
+
+// memory is the bytes the table holds, fixed at start.
+func (t *pairTable) memory() int {
+	return len(t.entries)*int(unsafe.Sizeof(pairEntry{})) + len(t.index)*4
+}
+
+// request queues a request start of the connection k (hash h; srcLo: the
+// request comes from k's lower endpoint), unless it is a copy of one
+// already seen.
+func (t *pairTable) request(k *pairKey, h uint32, srcLo bool, s *segment, size int, method uint8) {
+	v := t.find(k, h)
+	if v == 0 {
+		v = t.insert(k, h, srcLo, s.ts)
+	} else {
+		t.touch(v, s.ts)
+	}
+	e := &t.entries[v-1]
+	t.dropOld(e, s.ts)
+	if e.flags&fReqSeen != 0 && !seqAfter(s.seq, e.reqSeq) {
+		t.stats.reqCopies++ // timed from its first copy, which is queued or was answered
+		return
+	}
+	e.flags |= fReqSeen
+	e.reqSeq = s.seq
+	if e.n == pairDepth {
+		t.giveUp(e)
+		if e.skip < 255 {
+			e.skip++
+		}
+	}
+	i := (e.head + e.n) % pairDepth
+	e.reqTs[i], e.seq[i], e.ack[i] = s.ts, s.seq, s.ack
+	e.size[i] = uint16(min(size, 65535))
+	e.method[i] = method
+	if s.flags&tcpACK == 0 {
+		e.method[i] |= methodNoAck
+	}
+	e.n++
+}
+
+// response finds the request a response start answers, and returns that
+// request's capture time. A 1xx response (but 101) leaves the request
+// waiting; a copy of the newest response returns what the first copy
+// did. See docs/PAIRING.md for the rule.
+func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqTs int64, paired bool) {
+	interim := f.status >= 100 && f.status < 200 && f.status != 101
+	v := t.find(k, h)
+	if v == 0 {
+		if interim {
+			t.stats.interim++
+		} else {
+			t.stats.unmatched++
+		}
+		return 0, false
+	}
+	t.touch(v, s.ts)
+	e := &t.entries[v-1]
+	t.dropOld(e, s.ts)
+	r, a, ackValid := s.seq, s.ack, s.flags&tcpACK != 0
+	if e.flags&fRespSeen != 0 && !seqAfter(r, e.respSeq) {
+		t.stats.respCopies++
+		if r == e.respSeq && e.flags&fRespPaired != 0 {
+			return e.respTs, true
+		}
+		return 0, false // a copy of an older response, or of one unmatched
+	}
+
+	// Responses follow each other back to back in the server's sequence
+	// space: one that starts past the end of the previous one means a
+	// response started there and was not captured. One that starts
+	// before that end shows the end was wrong (a Content-Length that lied).
+	gap, gapEnd := false, e.end
+	if e.flags&fEndKnown != 0 {
+		gap = seqAfter(r, e.end)
+		if r != e.end {
+			e.flags &^= fEndKnown
+		}
+	}
+	chosen, method := false, uint8(0)
+	if e.skip > 0 && !interim {
+		e.skip-- // it answers a request given up on overflow
+	} else {
+		for e.n > 0 {
+			i := e.head
+			if !canAnswer(e, i, a, ackValid) {
+				break // it answers a request that was not captured
+			}
+			missing := false
+			if gap {
+				// The response at gapEnd answered the front request,
+				// unless the client had seen past gapEnd when sending it.
+				gap = false
+				missing = e.method[i]&methodNoAck != 0 || !seqAfter(e.ack[i], gapEnd)
+			}
+			if !missing && e.n > 1 {
+				missing = frontMissed(e, a, ackValid)
+			}
+			if missing {
+				t.giveUp(e)
+				continue
+			}
+			chosen, reqTs, method = true, e.reqTs[i], e.method[i]&methodMask
+			break
+		}
+	}
+
+	e.flags = e.flags&^fRespPaired | fRespSeen
+	e.respSeq = r
+	if chosen {
+		e.flags |= fRespPaired
+		e.respTs = reqTs
+	}
+	switch {
+	case interim:
+		t.stats.interim++
+	case chosen:
+		t.stats.paired++
+		e.head = (e.head + 1) % pairDepth
+		e.n--
+	default:
+		t.stats.unmatched++
+	}
+	if f.status == 101 || chosen && method == methodCONNECT && f.status/100 == 2 {
+		t.remove(v) // the connection carries no more HTTP
+		return reqTs, chosen
+	}
+	body := f.bodyLen
+	if interim || f.status == 204 || f.status == 304 || chosen && method == methodHEAD {
+		body = 0
+	}
+	if f.hdrLen > 0 && body >= 0 && body < 1<<30 {
+		e.end = r + uint32(f.hdrLen) + uint32(body)
+		e.flags |= fEndKnown
+	} else {
+		e.flags &^= fEndKnown
+	}
+	return reqTs, chosen
+}
+
+// frontMissed applies the acknowledgement rule to the two oldest waiting
+// requests: if the client saw new server data between sending the front
+// request and the next one, that data was the front's response — unless
+// it was the tail of the response before, which is excluded when that
+// response's end is known, and cannot be when it is not and the front
+// request was sent before that response began (pipelined behind it). If
+// this response could answer the next request, the front's response was
+// not captured.
+func frontMissed(e *pairEntry, a uint32, ackValid bool) bool {
+	i := e.head
+	j := (i + 1) % pairDepth
+	if (e.method[i]|e.method[j])&methodNoAck != 0 {
+		return false
+	}
+	bound := e.ack[i]
+	switch {
+	case e.flags&fEndKnown != 0:
+		if seqAfter(e.end, bound) {
+			bound = e.end
+		}
+	case e.flags&fRespSeen != 0 && !seqAfter(bound, e.respSeq):
+		return false
+	}
+	// That the next request was sent before the client saw this response
+	// (its ack not past r) follows from the server having received it.
+	return seqAfter(e.ack[j], bound) && canAnswer(e, j, a, ackValid)
+}
+
+// canAnswer reports whether a response acknowledging client bytes up to
+// a can answer waiting request i: the server must have received the
+// request's first segment. (That the response cannot begin before the
+// server data the client had seen when sending the request follows from
+// this for every response start but a retransmission of acknowledged
+// data, which TCP does not send.)
+func canAnswer(e *pairEntry, i uint8, a uint32, ackValid bool) bool {
+	return !ackValid || !seqBefore(a, e.seq[i]+uint32(e.size[i]))
+}
+
+// closed ends the waiting on a connection when a segment says it is over:
+// a RST from either side, a SYN without ACK (a client opens the same port
+// pair again), or the server's FIN. The client's FIN is a half-close
+// (shutdown after sending, as HTTP/1.0 clients and nc do): the server
+// still answers, so its requests keep waiting.
+func (t *pairTable) closed(k *pairKey, h uint32, srcLo bool, flags uint8) {
+	if flags&(tcpFIN|tcpRST) == 0 && flags&(tcpSYN|tcpACK) != tcpSYN {
+		return
+	}
+	v := t.find(k, h)
+	if v == 0 {
+		return
+	}
+	if flags&(tcpRST|tcpSYN) == 0 && srcLo == (t.entries[v-1].flags&fClientLo != 0) {
+		return
+	}
+	t.remove(v)
+}
+
+// expire frees up to expireSteps connections idle for longer than the
+// timeout, oldest first; their waiting requests are given up. Requests of
+// busier connections are given up by the next packet of their connection
+// (dropOld), and all at exit by flush.
+func (t *pairTable) expire(now int64) {
+	for i := 0; i < expireSteps && t.oldest != 0; i++ {
+		v := t.oldest
+		if now-t.entries[v-1].seen <= t.timeout {
+			return
+		}
+		t.remove(v)
+	}
+}
+
+// flush gives up every waiting request and empties the table (at exit).
+func (t *pairTable) flush() {
+	for t.oldest != 0 {
+		t.remove(t.oldest)
+	}
+}
+
+// dropOld gives up the waiting requests older than the timeout.
+func (t *pairTable) dropOld(e *pairEntry, now int64) {
+	for e.n > 0 && now-e.reqTs[e.head] > t.timeout {
+		t.giveUp(e)
+	}
+}
+
+// giveUp drops the oldest waiting request of e, unanswered.
+func (t *pairTable) giveUp(e *pairEntry) {
+	e.head = (e.head + 1) % pairDepth
+	e.n--
+	t.stats.unanswered++
+}
+
+// find returns the entry (index + 1) of connection k, or 0. The index is
+// at most half full, so the probe always meets an empty slot.
+func (t *pairTable) find(k *pairKey, h uint32) uint32 {
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		v := t.index[i]
+		if v == 0 {
+			return 0
+		}
+		if e := &t.entries[v-1]; e.hash == h && e.key == *k {
+			return v
+		}
+	}
+}
+
+// insert adds connection k as the newest; when the table is full, the
+// connection idle the longest (the LRU list's oldest) makes room.
+func (t *pairTable) insert(k *pairKey, h uint32, clientLo bool, ts int64) uint32 {
+	if t.used == len(t.entries) {
+		t.stats.evicted++
+		t.remove(t.oldest)
+	}
+	var v uint32
+	if t.free != 0 {
+		v = t.free
+		t.free = t.entries[v-1].next
+	} else {
+		t.fresh++
+		v = t.fresh
+	}
+	e := &t.entries[v-1]
+	*e = pairEntry{key: *k, hash: h, seen: ts}
+	if clientLo {
+		e.flags = fClientLo
+	}
+	i := h & t.mask
+	for t.index[i] != 0 {
+		i = (i + 1) & t.mask
+	}
+	t.index[i] = v
+	t.linkNewest(v)
+	t.used++
+	return v
+}
+
+// remove gives up the waiting requests of entry v and frees it.
+func (t *pairTable) remove(v uint32) {
+	e := &t.entries[v-1]
+	t.stats.unanswered += uint64(e.n)
+	e.n = 0
+	t.unlink(v)
+	// Backward-shift deletion: later entries of the probe run move into
+	// the hole unless their home slot lies after it.
+	i := e.hash & t.mask
+	for t.index[i] != v {
+		i = (i + 1) & t.mask
+	}
+	for j := i; ; {
+		j = (j + 1) & t.mask
+		w := t.index[j]
+		if w == 0 {
+			break
+		}
+		home := t.entries[w-1].hash & t.mask
+		if i <= j && i < home && home <= j || i > j && (i < home || home <= j) {
+			continue // w's home is in (i, j]: it stays reachable
+		}
+		t.index[i] = w
+		i = j
+	}
+	t.index[i] = 0
+	e.next = t.free
+	t.free = v
+	t.used--
+}
+
+// touch records activity on entry v at ts and makes it the newest.
+func (t *pairTable) touch(v uint32, ts int64) {
+	e := &t.entries[v-1]
+	if ts > e.seen {
+		e.seen = ts
+	}
+	if t.newest != v {
+		t.unlink(v)
+		t.linkNewest(v)
+	}
+}
+
+func (t *pairTable) linkNewest(v uint32) {
+	e := &t.entries[v-1]
+	e.prev, e.next = 0, t.newest
+	if t.newest != 0 {
+		t.entries[t.newest-1].prev = v
+	} else {
+		t.oldest = v
+	}
+	t.newest = v
+}
+
+func (t *pairTable) unlink(v uint32) {
+	e := &t.entries[v-1]
+	if e.prev != 0 {
+		t.entries[e.prev-1].next = e.next
+	} else {
+		t.newest = e.next
+	}
+	if e.next != 0 {
+		t.entries[e.next-1].prev = e.prev
+	} else {
+		t.oldest = e.prev
+	}
+}
