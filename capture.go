@@ -66,12 +66,16 @@ type pktBatch struct {
 	buf   []byte // the payloads, back to back
 }
 
-// pktItem is one HTTP start packet of a batch.
+// pktItem is one HTTP start packet of a batch, or with -pair a FIN, RST
+// or SYN without one (kind notHTTP, no payload).
 type pktItem struct {
 	ts       int64
 	src, dst netip.AddrPort
 	kind     msgKind
+	flags    uint8  // TCP flags
 	off, end uint32 // payload: buf[off:end]
+	seq, ack uint32 // TCP sequence and acknowledgement numbers
+	flow     uint32 // the connection's flow hash
 }
 
 // newPacketBatches makes the free list of n packet batches the readers
@@ -93,6 +97,7 @@ type readerConfig struct {
 	logEvery    uint64        // a statistics line every this many packets, if > 0
 	reportEvery time.Duration // and at least this often, if > 0
 	report      func()        // writes the statistics line
+	pair        bool          // -pair: also hand on FIN, RST and SYN segments (pairEdge)
 }
 
 // How often a reader does its bookkeeping: every publishEvery frames, and
@@ -235,7 +240,11 @@ func (r *reader) handle(f *frame, p *packet) {
 	// kernel filter is attached, and capture files have no filter.
 	if kind == notHTTP || !r.portMatch(p) {
 		r.n[cNotHTTP]++
-		return
+		// With -pair, the parser that owns a watched connection also
+		// hears of its end and of its port pair being opened again.
+		if !r.pair || kind != notHTTP || !pairEdge(p.flags) || !r.portMatch(p) {
+			return
+		}
 	}
 	i := int(uint64(p.flow) * uint64(len(r.out)) >> 32)
 	b := r.cur[i]
@@ -247,14 +256,20 @@ func (r *reader) handle(f *frame, p *packet) {
 		}
 	}
 	off := len(b.buf)
-	b.buf = append(b.buf, p.payload...)
+	if kind != notHTTP {
+		b.buf = append(b.buf, p.payload...)
+	}
 	b.items = append(b.items, pktItem{
-		ts:   f.ts,
-		src:  netip.AddrPortFrom(addrFrom(p.src), p.sport),
-		dst:  netip.AddrPortFrom(addrFrom(p.dst), p.dport),
-		kind: kind,
-		off:  uint32(off),
-		end:  uint32(len(b.buf)),
+		ts:    f.ts,
+		src:   netip.AddrPortFrom(addrFrom(p.src), p.sport),
+		dst:   netip.AddrPortFrom(addrFrom(p.dst), p.dport),
+		kind:  kind,
+		flags: p.flags,
+		off:   uint32(off),
+		end:   uint32(len(b.buf)),
+		seq:   p.seq,
+		ack:   p.ack,
+		flow:  p.flow,
 	})
 	if len(b.items) == batchSize || len(b.buf) >= batchBytes {
 		r.out[i] <- b

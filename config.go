@@ -41,6 +41,10 @@ type Config struct {
 	Local      []netip.Prefix // -local, HTTPLOG_LOCAL: local addresses; nil = the interface's
 	LocalText  string         // -local as given
 
+	Pair        bool          // -pair, HTTPLOG_PAIR: pair responses with requests, response time on CR/SR lines
+	PairTimeout time.Duration // -pair_timeout, HTTPLOG_PAIR_TIMEOUT, default 30s: a request unanswered this long is given up
+	PairMax     int           // -pair_max, HTTPLOG_PAIR_MAX, default 262144: connections remembered, whole process
+
 	// Location is the time zone of timestamps and file days: time.Local
 	// (so TZ is honoured); tests set it.
 	Location *time.Location
@@ -101,6 +105,10 @@ func (d *decimal) Set(s string) error {
 	return nil
 }
 
+// maxPairMax bounds -pair_max: 16 M connections are 3.9 GB of table,
+// more than any one host serves at once.
+const maxPairMax = 1 << 24
+
 // loadConfig parses args over the environment (getenv) over the defaults.
 // Usage goes to usage for -h. An error is one line naming the flag or
 // variable and the value. It is long because it holds the list of every
@@ -155,6 +163,16 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 		}
 		fs.BoolVar(p, name, def, help)
 	}
+	duration := func(p *time.Duration, name, variable string, def time.Duration, help string) {
+		if v, ok := env(name, variable); ok {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				bad = append(bad, badVariable{name, fmt.Errorf("invalid value %q for variable %s (for -%s): not a duration like 30s or 1m", v, variable, name)})
+			}
+			def = d
+		}
+		fs.DurationVar(p, name, def, help)
+	}
 
 	// The seed's flags, with their names and meanings; then the new ones.
 	boolean(&c.AddVLAN, "add_vlan", "HTTPLOG_ADD_VLAN", "If true, add VLAN header")
@@ -172,6 +190,9 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 	fs.BoolVar(&c.Check, "check", false, "If true, check the configuration, log directory and interface without capturing, and exit")
 	fs.StringVar(&c.ReadFile, "r", "", "Read packets from this pcap or pcapng file (- = stdin) instead of an interface")
 	str(&c.LocalText, "local", "HTTPLOG_LOCAL", "", "Local addresses or CIDRs, comma-separated, for CQ/CR/SQ/SR (default: the interface's)")
+	boolean(&c.Pair, "pair", "HTTPLOG_PAIR", "If true, pair each response with its request and add the response time to CR/SR lines")
+	duration(&c.PairTimeout, "pair_timeout", "HTTPLOG_PAIR_TIMEOUT", 30*time.Second, "With -pair, give up a request unanswered for this long")
+	num(&c.PairMax, "pair_max", "HTTPLOG_PAIR_MAX", 262144, "With -pair, connections remembered at most (memory is fixed at start)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -248,6 +269,12 @@ func (c *Config) validate() error {
 		if err := checkFilterSize(c.Ports, c.Device); err != nil {
 			return fmt.Errorf("invalid value %q for %s: %v", shorten(c.PortText), c.source("p"), err)
 		}
+	}
+	if c.PairTimeout <= 0 {
+		return fmt.Errorf("invalid value %s for %s: must be positive", c.PairTimeout, c.source("pair_timeout"))
+	}
+	if c.PairMax < 1 || c.PairMax > maxPairMax {
+		return fmt.Errorf("invalid value %d for %s: between 1 and %d", c.PairMax, c.source("pair_max"), maxPairMax)
 	}
 	if c.Local, err = parseLocal(c.LocalText); err != nil {
 		return fmt.Errorf("invalid value %q for %s: %v", c.LocalText, c.source("local"), err)

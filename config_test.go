@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func envOf(vars map[string]string) func(string) string {
@@ -175,6 +176,43 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestConfigPair: -pair and its two settings, from defaults, variables
+// and flags, and their errors.
+func TestConfigPair(t *testing.T) {
+	c, err := loadConfig(nil, envOf(nil), nil)
+	if err != nil || c.Pair || c.PairTimeout != 30*time.Second || c.PairMax != 262144 {
+		t.Errorf("defaults: %v %+v", err, c)
+	}
+	env := envOf(map[string]string{"HTTPLOG_PAIR": "true", "HTTPLOG_PAIR_TIMEOUT": " 1m30s", "HTTPLOG_PAIR_MAX": "1000"})
+	c, err = loadConfig(nil, env, nil)
+	if err != nil || !c.Pair || c.PairTimeout != 90*time.Second || c.PairMax != 1000 {
+		t.Errorf("from the environment: %v %+v", err, c)
+	}
+	c, err = loadConfig([]string{"-pair=false", "-pair_timeout", "250ms", "-pair_max", "7"}, env, nil)
+	if err != nil || c.Pair || c.PairTimeout != 250*time.Millisecond || c.PairMax != 7 {
+		t.Errorf("flags over the environment: %v %+v", err, c)
+	}
+	for _, tt := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-pair_timeout", "30"}, nil, `invalid value "30" for flag -pair_timeout: parse error`},
+		{[]string{"-pair_timeout", "0s"}, nil, `invalid value 0s for flag -pair_timeout: must be positive`},
+		{[]string{"-pair_timeout", "-1s"}, nil, `invalid value -1s for flag -pair_timeout: must be positive`},
+		{[]string{"-pair_max", "0"}, nil, `invalid value 0 for flag -pair_max: between 1 and 16777216`},
+		{[]string{"-pair_max", "16777217"}, nil, `invalid value 16777217 for flag -pair_max: between 1 and 16777216`},
+		{nil, map[string]string{"HTTPLOG_PAIR": "on"}, `invalid value "on" for variable HTTPLOG_PAIR (for -pair): not true or false`},
+		{nil, map[string]string{"HTTPLOG_PAIR_TIMEOUT": "30"}, `invalid value "30" for variable HTTPLOG_PAIR_TIMEOUT (for -pair_timeout): not a duration like 30s or 1m`},
+		{nil, map[string]string{"HTTPLOG_PAIR_MAX": "lots"}, `invalid value "lots" for variable HTTPLOG_PAIR_MAX (for -pair_max): not an integer`},
+	} {
+		_, err := loadConfig(tt.args, envOf(tt.env), nil)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%q %v: error %v\nwant %s", tt.args, tt.env, err, tt.want)
+		}
+	}
+}
+
 // TestRunExitCodes checks what a user sees: the message, and exit code 2
 // for bad input, 0 for -h and -v.
 func TestRunExitCodes(t *testing.T) {
@@ -206,6 +244,9 @@ func TestRunExitCodes(t *testing.T) {
 		"  -s int\n    \tSnaplen, if <= 0, use 65535 (default 1560)",
 		"  -v\tIf true, show version",
 		"  -r string", "  -local string",
+		"  -pair\n    \tIf true, pair each response with its request",
+		"  -pair_timeout duration\n    \tWith -pair, give up a request unanswered for this long (default 30s)",
+		"  -pair_max int\n    \tWith -pair, connections remembered at most (memory is fixed at start) (default 262144)",
 	} {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("-h lacks %q:\n%s", want, errOut.String())

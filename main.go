@@ -21,6 +21,9 @@
 //	-cpuprofile f   write a CPU profile to f
 //	-r file         read a pcap or pcapng file (- = stdin) instead of an interface
 //	-local list     local addresses/CIDRs for CQ/CR/SQ/SR (HTTPLOG_LOCAL)
+//	-pair           end CR/SR lines with the response time (HTTPLOG_PAIR)
+//	-pair_timeout d give up a request unanswered this long (HTTPLOG_PAIR_TIMEOUT, default 30s)
+//	-pair_max int   connections remembered for -pair (HTTPLOG_PAIR_MAX, default 262144)
 //	-v              print the version and exit
 //	-check          check the configuration, the log directory and the interface
 //	                (creating and capturing nothing), print "configuration OK: ..."
@@ -173,16 +176,17 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	wc := writerConfig{dir: cfg.Dir, split: cfg.Split, out: stdout, log: logger, lock: lock}
 	lines, lineFree, written := startWriter(wc, reg.newSet(), cfg.Parsers, reopen)
 	pktFree := newPacketBatches(cfg.Parsers * (queueDepth + 2))
-	queues := startParsers(cfg.Parsers, localPtr, cfg.Location, pktFree, lines, lineFree)
-	report := func() { logger.Print(statsLine(reg.read())) }
+	pairs := newPairWorkers(cfg, reg) // nil without -pair
+	queues := startParsers(cfg.Parsers, localPtr, cfg.Location, pktFree, lines, lineFree, pairs)
+	report := func() { logger.Print(statsLine(reg.read(), cfg.Pair)) }
 	read := startReaders(ctx, []packetSource{src}, readerSettings(cfg, report), queues, pktFree, reg)
-	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d parser(s) on %d CPU(s), lines to %s",
-		version, src.describe(), portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, runtime.GOMAXPROCS(0), destination(cfg))
+	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d parser(s) on %d CPU(s), lines to %s%s",
+		version, src.describe(), portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, runtime.GOMAXPROCS(0), destination(cfg), pairText(cfg, pairs))
 
 	readErr := <-read
 	<-written
 	final := reg.read()
-	logger.Print(statsLine(final))
+	logger.Print(statsLine(final, cfg.Pair))
 	switch {
 	case readErr != nil:
 		logger.Printf("stopped: %v", readErr)
@@ -199,7 +203,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 
 // readerSettings is what the readers take of the configuration.
 func readerSettings(cfg *Config, report func()) readerConfig {
-	rc := readerConfig{ports: cfg.Ports, limit: int64(cfg.Count), report: report}
+	rc := readerConfig{ports: cfg.Ports, limit: int64(cfg.Count), report: report, pair: cfg.Pair}
 	if cfg.LogEvery > 0 {
 		// A quiet host gets a line a minute all the same, so that the
 		// latest statistics (start script's status) are never stale.

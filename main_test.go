@@ -331,12 +331,16 @@ func TestRegistrySumsSets(t *testing.T) {
 	if got[cPackets] != 3 || got[cLinesLost] != 5 {
 		t.Errorf("read %v, want packets=3 lines_lost=5", got)
 	}
-	line := statsLine(got)
+	line := statsLine(got, true)
 	for i, def := range counterDefs {
 		field := strings.Fields(line)[1+i]
 		if name, _, _ := strings.Cut(field, "="); name != def.name {
 			t.Errorf("field %d of %q is %s, want %s", i, line, name, def.name)
 		}
+	}
+	// Without -pair, the line ends where the seed's did.
+	if line := statsLine(got, false); !strings.HasSuffix(line, " lines_lost=5") {
+		t.Errorf("without -pair: %q", line)
 	}
 }
 

@@ -37,6 +37,13 @@ const (
 	cLeftInRing
 	cWriteErrors
 	cLinesLost
+	cPaired // the pairing counters, from here to the end: only with -pair
+	cUnanswered
+	cUnmatched
+	cPairEvicted
+	cInterim
+	cRequestCopies
+	cResponseCopies
 	numCounters
 )
 
@@ -67,6 +74,17 @@ var counterDefs = [numCounters]counterDef{
 	cLeftInRing:    {"left_in_ring", "at exit: frames the kernel delivered that were not read", false},
 	cWriteErrors:   {"write_errors", "failed write, open or close calls on log files", false},
 	cLinesLost:     {"lines_lost", "lines given up, whole, after write errors", false},
+
+	// Kept by each parser's pairing table (-pair, pairing.go). At exit
+	// CQ+SQ = paired+unanswered+request_copies and
+	// CR+SR = paired+unmatched+interim+response_copies.
+	cPaired:         {"paired", "requests answered by a final response", false},
+	cUnanswered:     {"unanswered", "requests given up: response missing, timeout, FIN or RST, overflow, eviction, exit", false},
+	cUnmatched:      {"unmatched", "final responses with no request", false},
+	cPairEvicted:    {"pair_evicted", "connections dropped from a full pairing table", false},
+	cInterim:        {"interim", "1xx responses but 101", false},
+	cRequestCopies:  {"request_copies", "request starts not queued again: retransmissions, frames seen twice", false},
+	cResponseCopies: {"response_copies", "copies of a paired response, or of an older one", false},
 }
 
 // counterValues is one reading of every counter.
@@ -120,11 +138,19 @@ func (r *registry) read() counterValues {
 	return sum
 }
 
+// isPairCounter tells the counters kept by the parsers' pairing tables
+// (-pair), which the statistics line shows only with -pair.
+func isPairCounter(id counterID) bool { return id >= cPaired }
+
 // statsLine is the statistics line: every counter, by name, in order, so
-// that every loss in the pipeline shows here.
-func statsLine(v counterValues) string {
+// that every loss in the pipeline shows here; the pairing counters only
+// with -pair, so that without it the line is the seed's.
+func statsLine(v counterValues, pair bool) string {
 	b := []byte("stats:")
 	for id, def := range counterDefs {
+		if isPairCounter(counterID(id)) && !pair {
+			continue
+		}
 		b = append(b, ' ')
 		b = append(b, def.name...)
 		b = append(b, '=')

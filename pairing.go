@@ -14,7 +14,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 	"unsafe"
 )
@@ -258,8 +260,10 @@ type pairEntry struct {
 // responses but 101 (timed when a request waits, which stays waiting);
 // reqCopies the request starts not queued because their sequence number
 // is not after the newest request's (retransmissions, duplicated
-// frames); respCopies the response starts whose sequence number is not
-// after the newest response's (they repeat its pairing).
+// frames); respCopies the response starts whose sequence number is that
+// of the newest response, paired (they repeat its pairing), or of an
+// older one (shown unpaired). A copy of an unpaired response is judged
+// like a new one, and counted as one.
 type pairStats struct {
 	paired, unanswered, unmatched, evicted uint64
 	interim, reqCopies, respCopies         uint64
@@ -354,11 +358,17 @@ func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqT
 	t.dropOld(e, s.ts)
 	r, a, ackValid := s.seq, s.ack, s.flags&tcpACK != 0
 	if e.flags&fRespSeen != 0 && !seqAfter(r, e.respSeq) {
-		t.stats.respCopies++
-		if r == e.respSeq && e.flags&fRespPaired != 0 {
+		switch {
+		case r != e.respSeq:
+			t.stats.respCopies++
+			return 0, false // a copy of an older response
+		case e.flags&fRespPaired != 0:
+			t.stats.respCopies++
 			return e.respTs, true
 		}
-		return 0, false // a copy of an older response, or of one unmatched
+		// A copy of a response that answered nothing is judged afresh:
+		// its ack may now cover a request, as when a forged response
+		// raced the real one (tcp/qi_internet_SYNACK_curl_jsonip.pcap).
 	}
 
 	// Responses follow each other back to back in the server's sequence
@@ -635,4 +645,114 @@ func (t *pairTable) unlink(v uint32) {
 	} else {
 		t.oldest = e.prev
 	}
+}
+
+// pairEdge reports whether a segment without an HTTP start matters to
+// pairing: a FIN or RST, or a SYN without ACK (a client opening the port
+// pair).
+func pairEdge(flags uint8) bool {
+	return flags&(tcpFIN|tcpRST) != 0 || flags&(tcpSYN|tcpACK) == tcpSYN
+}
+
+// timing says whether a line ends with a response time field.
+type timing uint8
+
+const (
+	untimed  timing = iota // no field: a request, or -pair off
+	timed                  // the time from the request, e.g. " 18.341ms"
+	unpaired               // " -": the request was not seen
+)
+
+// appendResponseTime writes the response time field of r: milliseconds
+// with three decimals (microseconds, cut) and the unit, or "-".
+func appendResponseTime(b []byte, r *record) []byte {
+	if r.timing == unpaired {
+		return append(b, ' ', '-')
+	}
+	b = append(b, ' ')
+	us := r.rt / 1000
+	if us < 0 { // a response captured before its request: clocks of two interfaces
+		b = append(b, '-')
+		us = -us
+	}
+	b = strconv.AppendInt(b, us/1000, 10)
+	frac := us % 1000
+	return append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10), 'm', 's')
+}
+
+// pairWorker is one parser's pairing: its table and the counter set it
+// publishes to the registry.
+type pairWorker struct {
+	table *pairTable
+	set   *counterSet
+}
+
+// newPairWorkers makes one table per parser, -pair_max shared out among
+// them, or returns nil without -pair.
+func newPairWorkers(cfg *Config, reg *registry) []pairWorker {
+	if !cfg.Pair {
+		return nil
+	}
+	pairs := make([]pairWorker, cfg.Parsers)
+	for i := range pairs {
+		pairs[i] = pairWorker{table: newPairTable(max(cfg.PairMax/cfg.Parsers, 1), cfg.PairTimeout), set: reg.newSet()}
+	}
+	return pairs
+}
+
+// time feeds one item of a batch to the table. It returns false for an
+// item that makes no line (a FIN, RST or SYN); for a response it sets the
+// time field of rec.
+func (pw *pairWorker) time(it *pktItem, payload []byte, rec *record) bool {
+	s := segment{ts: it.ts, seq: it.seq, ack: it.ack, flags: it.flags}
+	reqTs, paired := pw.table.observe(it.src, it.dst, it.flow, it.kind, &s, payload)
+	switch {
+	case it.kind == notHTTP:
+		return false
+	case it.kind == request:
+		rec.timing = untimed
+	case paired:
+		rec.timing, rec.rt = timed, it.ts-reqTs
+	default:
+		rec.timing = unpaired
+	}
+	return true
+}
+
+// publish hands the table's counters to the registry: after each batch
+// (a few stores per batch instead of an atomic operation per packet) and
+// at exit. A nil pairWorker (-pair off) does nothing.
+func (pw *pairWorker) publish() {
+	if pw == nil {
+		return
+	}
+	s := &pw.table.stats
+	var v counterValues
+	v[cPaired], v[cUnanswered], v[cUnmatched], v[cPairEvicted] = s.paired, s.unanswered, s.unmatched, s.evicted
+	v[cInterim], v[cRequestCopies], v[cResponseCopies] = s.interim, s.reqCopies, s.respCopies
+	pw.set.publish(&v)
+}
+
+// flush gives up what still waits in the table, at exit, and publishes
+// the final counts.
+func (pw *pairWorker) flush() {
+	if pw == nil {
+		return
+	}
+	pw.table.flush()
+	pw.publish()
+}
+
+// pairText is the start message's part for -pair: the table's size and
+// its memory, all allocated now.
+func pairText(cfg *Config, pairs []pairWorker) string {
+	if pairs == nil {
+		return ""
+	}
+	conns, size := 0, 0
+	for i := range pairs {
+		conns += len(pairs[i].table.entries)
+		size += pairs[i].table.memory()
+	}
+	return fmt.Sprintf(", pairing up to %d connections in %.1f MB, timeout %s", conns, float64(size)/1e6, cfg.PairTimeout)
 }

@@ -4,9 +4,12 @@ import (
 	"math/rand"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/google/gopacket/layers"
 )
 
 // pairConn plays one TCP connection through decodeFrame and a pairTable,
@@ -56,17 +59,28 @@ func (c *pairConn) fromServer(seq uint32, flags byte, payload string) []byte {
 // sequence number, for copies.
 func (c *pairConn) request(at float64, payload string) uint32 {
 	seq := c.cseq
-	c.feed(c.fromClient(seq, 0x18, payload), ms(at))
-	c.cseq += uint32(len(payload))
+	c.feed(c.requestFrame(payload), ms(at))
 	return seq
 }
 
 // response sends a response start followed by body bytes (not starts,
 // so not shown), and returns the pairing.
 func (c *pairConn) response(ts int64, payload string, body int) (reqTs int64, paired bool) {
-	reqTs, paired = c.feed(c.fromServer(c.sseq, 0x18, payload), ts)
+	return c.feed(c.responseFrame(payload, body), ts)
+}
+
+// requestFrame and responseFrame make the frame of a request or response
+// start, and count its bytes (and the body's) as sent.
+func (c *pairConn) requestFrame(payload string) []byte {
+	f := c.fromClient(c.cseq, 0x18, payload)
+	c.cseq += uint32(len(payload))
+	return f
+}
+
+func (c *pairConn) responseFrame(payload string, body int) []byte {
+	f := c.fromServer(c.sseq, 0x18, payload)
 	c.sseq += uint32(len(payload) + body)
-	return reqTs, paired
+	return f
 }
 
 // answer sends a response start at ms `at` and checks that it is paired
@@ -200,6 +214,22 @@ func TestPairDuplicatedResponse(t *testing.T) {
 	c.request(30, get("/2"))
 	c.answer(40, ok(100), 100, 30)
 	wantStats(t, tab, pairStats{paired: 2, respCopies: 1})
+}
+
+func TestPairForgedResponse(t *testing.T) {
+	// An injected response races the server's (same sequence number),
+	// sent before the request reached the server: its ack does not cover
+	// the request, so it answers nothing; the real one, a "copy" of it,
+	// is judged afresh and answers the request.
+	tab, c := newTestConn(t)
+	req := get("/")
+	c.request(0, req)
+	c.cseq -= uint32(len(req)) // the forger acknowledges only the handshake
+	reqTs, paired := c.feed(c.fromServer(c.sseq, 0x18, ok(5)), ms(8))
+	wantUnpaired(t, "forged response", reqTs, paired)
+	c.cseq += uint32(len(req))
+	c.answer(40, ok(300), 300, 0)
+	wantStats(t, tab, pairStats{paired: 1, unmatched: 1})
 }
 
 // One response missing from the capture must not shift the later pairs:
@@ -698,13 +728,15 @@ func TestPairAllocs(t *testing.T) {
 	client := netip.MustParseAddrPort("192.0.2.1:40000")
 	server := netip.MustParseAddrPort("198.51.100.2:80")
 	ts := ms(0)
+	line := make([]byte, 0, 64)
 	allocs := testing.AllocsPerRun(500, func() {
 		ts += 1e6
 		s := segment{ts: ts, seq: c.cseq, ack: c.sseq, flags: tcpACK}
 		tab.observe(client, server, 7, request, &s, req)
 		c.cseq += uint32(len(req))
 		s = segment{ts: ts + 5e5, seq: c.sseq, ack: c.cseq, flags: tcpACK}
-		tab.observe(server, client, 7, response, &s, resp)
+		reqTs, _ := tab.observe(server, client, 7, response, &s, resp)
+		line = appendResponseTime(line[:0], &record{timing: timed, rt: s.ts - reqTs})
 		c.sseq += uint32(len(resp) + 10)
 		s.flags = tcpFIN | tcpACK
 		tab.observe(server, client, 7, notHTTP, &s, nil)
@@ -740,5 +772,101 @@ func BenchmarkPair(b *testing.B) {
 	}
 	if tab.stats.paired == 0 {
 		b.Fatal("nothing paired")
+	}
+}
+
+func TestAppendResponseTime(t *testing.T) {
+	for _, tt := range []struct {
+		rec  record
+		want string
+	}{
+		{record{timing: timed, rt: 18341000}, " 18.341ms"},
+		{record{timing: timed, rt: 18341999}, " 18.341ms"}, // microseconds, cut
+		{record{timing: timed, rt: 999}, " 0.000ms"},
+		{record{timing: timed, rt: 1500 * 1e9}, " 1500000.000ms"},
+		{record{timing: timed, rt: -5000}, " -0.005ms"},
+		{record{timing: unpaired}, " -"},
+	} {
+		if got := string(appendResponseTime(nil, &tt.rec)); got != tt.want {
+			t.Errorf("%+v: %q, want %q", tt.rec, got, tt.want)
+		}
+	}
+}
+
+// TestPairLines runs a capture through the whole pipeline with -pair and
+// two parsers: CR lines get their time or "-", CQ lines are unchanged,
+// a server's FIN reaches the parser of its connection (the response after
+// it is not paired), and the statistics line counts it all. Without -pair
+// the same capture gives the seed's lines and statistics line.
+func TestPairLines(t *testing.T) {
+	a := newPairConn(t, nil, 40000, 1000, 5000)
+	b := newPairConn(t, nil, 40001, 7000, 9000)
+	frames := [][]byte{
+		a.requestFrame(get("/a")),
+		b.requestFrame(get("/b")),
+		b.fromServer(b.sseq, tcpFIN|tcpACK, ""),
+		b.responseFrame(ok(1), 1),
+		a.responseFrame(ok(3000), 3000),
+	}
+	at := []float64{0, 1, 2, 3, 18.341}
+	path := writePcapAt(t, layers.LinkTypeEthernet, frames, func(i int) time.Time { return time.Unix(0, ms(at[i])) })
+	prefix := "2019-09-01 05:16:51."
+	want := map[string]bool{
+		prefix + "000 192.0.2.1#40000 198.51.100.2#80 CQ GET /a HTTP/1.1 www.example.com curl/8.0": true,
+		prefix + "001 192.0.2.1#40001 198.51.100.2#80 CQ GET /b HTTP/1.1 www.example.com curl/8.0": true,
+		prefix + "003 198.51.100.2#80 192.0.2.1#40001 CR HTTP/1.1 200 OK 1 text/html -":            true,
+		prefix + "018 198.51.100.2#80 192.0.2.1#40000 CR HTTP/1.1 200 OK 3000 text/html 18.341ms":  true,
+	}
+	out, stderr, code := runPipeline(t, "-r", path, "-d", "-", "-cpu", "2", "-pair")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	got := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(got) != len(want) {
+		t.Errorf("%d lines, want %d:\n%s", len(got), len(want), out)
+	}
+	for _, l := range got {
+		if !want[l] {
+			t.Errorf("unexpected line %q", l)
+		}
+	}
+	if !strings.Contains(stderr, "pairing up to 262144 connections in 62.9 MB, timeout 30s") {
+		t.Errorf("the start message does not state the table's memory:\n%s", stderr)
+	}
+	wantStats := " paired=1 unanswered=1 unmatched=1 pair_evicted=0 interim=0 request_copies=0 response_copies=0"
+	if line := lastStatsLine(stderr); !strings.HasSuffix(line, wantStats) || !strings.Contains(line, " not_http=1 ") {
+		t.Errorf("statistics line %q, want not_http=1 and it to end with %q", line, wantStats)
+	}
+
+	out, stderr, code = runPipeline(t, "-r", path, "-d", "-", "-cpu", "2")
+	if code != 0 || strings.Contains(out, "ms\n") || strings.Contains(out, " -\n") || strings.Contains(stderr, "paired") || strings.Contains(stderr, "pairing") {
+		t.Errorf("without -pair: exit %d, lines or messages changed:\n%s%s", code, out, stderr)
+	}
+}
+
+// TestPacketPathAllocsPair: with -pair, the reader's handle and the
+// parser's batch still allocate nothing, for requests, responses, and the
+// FIN segments the reader then hands on.
+func TestPacketPathAllocsPair(t *testing.T) {
+	pp := newPacketPath(&localSet{all: true})
+	pp.r.pair = true
+	pp.p.pair = &pairWorker{table: newTestTable(64), set: &counterSet{}}
+	c := newPairConn(t, nil, 40000, 1000, 5000)
+	frames := map[string][]byte{
+		"request":    c.requestFrame(get("/")),
+		"response":   c.responseFrame(ok(10), 10),
+		"server FIN": c.fromServer(c.sseq, tcpFIN|tcpACK, ""),
+	}
+	for name, frame := range frames {
+		line := pp.run(frame) // warm the buffers
+		if (name == "server FIN") != (len(line) == 0) {
+			t.Errorf("%s: line %q", name, line)
+		}
+		if allocs := testing.AllocsPerRun(200, func() { pp.run(frame) }); allocs != 0 {
+			t.Errorf("%s: %.1f allocations per packet, want 0", name, allocs)
+		}
+	}
+	if pp.p.pair.table.stats.reqCopies == 0 {
+		t.Error("the pairing table saw no request")
 	}
 }

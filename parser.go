@@ -451,6 +451,8 @@ type record struct {
 	src, dst netip.AddrPort
 	typ      lineType
 	msg      message
+	timing   timing // with -pair, a response's time field (pairing.go)
+	rt       int64  // response time in nanoseconds, when timing is timed
 }
 
 // clock formats capture times in one location, remembering the text of
@@ -501,6 +503,9 @@ func appendLine(b []byte, r *record, c *clock) ([]byte, uint32) {
 	b = appendField(b, r.msg.field1)
 	b = append(b, ' ')
 	b = appendField(b, r.msg.field2)
+	if r.timing != untimed {
+		b = appendResponseTime(b, r)
+	}
 	return append(b, '\n'), day
 }
 
@@ -588,18 +593,22 @@ type parser struct {
 	locals *atomic.Pointer[localSet] // this host's addresses, followed
 	clock  *clock
 	rec    record
+	pair   *pairWorker // -pair: its connection table; nil without
 }
 
 // startParsers starts n parser goroutines, each reading its own queue
 // (returned, for the readers to send to). Every parser hands its batches
 // back to free and its lines to out, which is closed after the last
-// parser has returned.
-func startParsers(n int, locals *atomic.Pointer[localSet], loc *time.Location, free chan<- *pktBatch, out chan<- *lineBatch, outFree <-chan *lineBatch) []chan *pktBatch {
+// parser has returned. With -pair, parser i owns pairs[i].
+func startParsers(n int, locals *atomic.Pointer[localSet], loc *time.Location, free chan<- *pktBatch, out chan<- *lineBatch, outFree <-chan *lineBatch, pairs []pairWorker) []chan *pktBatch {
 	queues := make([]chan *pktBatch, n)
 	var wg sync.WaitGroup
 	for i := range queues {
 		queues[i] = make(chan *pktBatch, queueDepth)
 		p := &parser{locals: locals, clock: newClock(loc)}
+		if pairs != nil {
+			p.pair = &pairs[i]
+		}
 		wg.Add(1)
 		go func(in <-chan *pktBatch) {
 			defer wg.Done()
@@ -609,7 +618,9 @@ func startParsers(n int, locals *atomic.Pointer[localSet], loc *time.Location, f
 				b.items, b.buf = b.items[:0], b.buf[:0]
 				free <- b
 				out <- lb
+				p.pair.publish()
 			}
+			p.pair.flush()
 		}(queues[i])
 	}
 	go func() {
@@ -625,6 +636,9 @@ func (p *parser) batch(b *pktBatch, lb *lineBatch) {
 	rec := &p.rec
 	for i := range b.items {
 		it := &b.items[i]
+		if p.pair != nil && !p.pair.time(it, b.buf[it.off:it.end], rec) {
+			continue // a FIN, RST or SYN: no line
+		}
 		parseMessage(it.kind, b.buf[it.off:it.end], &rec.msg)
 		server := it.dst.Addr()
 		if it.kind == response {
