@@ -106,17 +106,10 @@ func TestCorpus(t *testing.T) {
 // means absent, which httplog writes as "-".
 func expectedLines(t *testing.T, path string) []string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		c := strings.Split(sc.Text(), "\t")
+	for _, c := range tsvRows(t, path) {
 		if len(c) != 13 {
-			t.Fatalf("%s: %d columns in %q", path, len(c), sc.Text())
+			t.Fatalf("%s: %d columns in %q", path, len(c), strings.Join(c, "\t"))
 		}
 		secs, frac, _ := strings.Cut(c[1], ".")
 		sec, err1 := strconv.ParseInt(secs, 10, 64)
@@ -129,10 +122,26 @@ func expectedLines(t *testing.T, path string) []string {
 		lines = append(lines, fmt.Sprintf("%s %s#%s %s#%s %s %s %s %s",
 			ts.Format("2006-01-02 15:04:05.000"), c[2], c[3], c[4], c[5], typ, c[12], dash(c[10]), dash(c[11])))
 	}
+	return lines
+}
+
+// tsvRows reads the rows of a tab-separated oracle file, split in cells.
+func tsvRows(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var rows [][]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		rows = append(rows, strings.Split(sc.Text(), "\t"))
+	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return lines
+	return rows
 }
 
 func dash(s string) string {

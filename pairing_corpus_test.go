@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math"
@@ -94,24 +93,6 @@ func corpusRows(t *testing.T, path string) []corpusRow {
 			t.Fatalf("%s: bad row %q", path, c)
 		}
 		rows = append(rows, corpusRow{frame: frame, response: c[6] == "RESP"})
-	}
-	return rows
-}
-
-func tsvRows(t *testing.T, path string) [][]string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var rows [][]string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		rows = append(rows, strings.Split(sc.Text(), "\t"))
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return rows
 }
