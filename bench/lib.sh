@@ -139,3 +139,25 @@ count_expected() {
 # stat_field NAME LINE prints the number after NAME= in a statistics line.
 stat_field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$2"; }
 
+
+# variant NAME sets vcmd to the binary and flags of the httplog variant
+# NAME, a tool or capturer named httplog+NAME: the variable HL_NAME holds
+# "BINARY [FLAG ...]", e.g. HL_pair="./httplog -pair", HL_base="bench/out/
+# httplog-d77b0d5", so that builds and flag sets run side by side in one
+# run. The binary is copied into $out first, as $HTTPLOG is.
+variant() {
+	local spec
+	spec=HL_$1
+	if [[ -z ${!spec:-} ]]; then
+		echo "variant httplog+$1: set $spec to \"BINARY [FLAG ...]\"" >&2
+		exit 2
+	fi
+	read -r -a vcmd <<<"${!spec}"
+	if [[ ! -x $out/httplog+$1 ]]; then
+		run cp "${vcmd[0]}" "$out/httplog+$1"
+	fi
+	vcmd[0]=$out/httplog+$1
+}
+
+# log_lines DIR counts the lines httplog wrote into DIR, in either format.
+log_lines() { { cat "$1"/http-*.log "$1"/http-*.json 2>/dev/null || true; } | wc -l; }

@@ -39,6 +39,8 @@
 # CAPTURERS ("tcpdump httplog httpry"), LIMIT (packets to replay per run;
 # default all), START_WAIT (2), STOP_WAIT (1.5), HTTPLOG (./httplog),
 # HTTPLOG_EXTRA (more httplog flags, e.g. "-cpuprofile bench/out/live.prof"),
+# HL_NAME for a capturer httplog+NAME: "BINARY [FLAG ...]" of a variant run
+# beside the others (bench/lib.sh: variant),
 # QUIET_LOAD, QUIET_WAIT (see bench/lib.sh).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
@@ -136,6 +138,10 @@ for rate in "${rates[@]}"; do
 		case $who in
 		tcpdump) cmd=(tcpdump -i "$vr" -n -s 1560 -B 8192 -w /dev/null) sig=INT ;;
 		httplog) cmd=("$out/httplog" -i "$vr" -p 80 -d "$dir" -log_every 0 "${httplog_extra[@]}") sig=TERM ;;
+		httplog+*)
+			variant "${who#httplog+}"
+			cmd=("${vcmd[0]}" -i "$vr" -p 80 -d "$dir" -log_every 0 "${vcmd[@]:1}") sig=TERM
+			;;
 		httpry) cmd=(httpry -i "$vr" -o "$dir/httpry.txt") sig=INT ;;
 		*)
 			echo "live.sh: unknown capturer $who" >&2
@@ -183,12 +189,12 @@ for rate in "${rates[@]}"; do
 			seen=$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$dir/stderr.txt")
 			kdrops=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$dir/stderr.txt")
 			;;
-		httplog)
+		httplog*)
 			st=$(grep 'stats:' "$dir/stderr.txt" | tail -1)
 			echo "$st" >&2
 			seen=$(stat_field packets "$st")
 			kdrops=$(stat_field kernel_drops "$st")
-			lines=$({ cat "$dir"/http-*.log 2>/dev/null || true; } | wc -l)
+			lines=$(log_lines "$dir")
 			;;
 		httpry)
 			grep -h 'packets received' "$dir/stderr.txt" "$dir/stdout.txt" >&2 || true

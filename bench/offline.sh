@@ -25,6 +25,9 @@
 # Every tool writes real files under bench/out/offline/. The capture is read
 # once first, so every run reads it from the page cache.
 #
+#   httplog+NAME  a variant: the binary and flags of $HL_NAME (bench/lib.sh),
+#              with -r FILE -p 80 -d DIR -log_every 0 -cpu 1 before them
+#
 # Usage: bench/offline.sh   (root only if packages must be installed)
 # Parameters (environment): PCAP, RUNS (11), SLOW_RUNS (5), TOOLS ("floor httplog-1
 # httplog-2 httpry tshark"), HTTPLOG (./httplog; built with ./make.sh if
@@ -55,6 +58,10 @@ command_of() {
 	floor) cmd=(bench/out/readfloor "$PCAP") ;;
 	httplog-1) cmd=("$out/httplog" -r "$PCAP" -p 80 -d "$2" -log_every 0 -cpu 1) ;;
 	httplog-2) cmd=("$out/httplog" -r "$PCAP" -p 80 -d "$2" -log_every 0 -cpu 2) ;;
+	httplog+*)
+		variant "${1#httplog+}"
+		cmd=("${vcmd[0]}" -r "$PCAP" -p 80 -d "$2" -log_every 0 -cpu 1 "${vcmd[@]:1}")
+		;;
 	httpry) cmd=(httpry -r "$PCAP" -o "$2/httpry.txt") ;;
 	tshark) cmd=(tshark -r "$PCAP" -o tcp.desegment_tcp_streams:FALSE -o http.desegment_headers:FALSE
 		-o http.desegment_body:FALSE -Y 'http.request or http.response' -T fields -e frame.number) ;;
@@ -69,7 +76,7 @@ command_of() {
 lines_of() {
 	case $1 in
 	floor) echo - ;;
-	httplog-*) { cat "$2"/http-*.log 2>/dev/null || true; } | wc -l ;;
+	httplog*) log_lines "$2" ;;
 	httpry) grep -vc '^#' "$2/httpry.txt" ;;
 	tshark) wc -l <"$2/tshark.txt" ;;
 	esac
