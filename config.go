@@ -40,6 +40,8 @@ type Config struct {
 	ReadFile   string         // -r: read this pcap/pcapng file ("-" = stdin) instead of an interface
 	Local      []netip.Prefix // -local, HTTPLOG_LOCAL: local addresses; nil = the interface's
 	LocalText  string         // -local as given
+	User       string         // -u, HTTPLOG_USER, default "": stay the user httplog was started as
+	Account    *account       // the user of -u, looked up by validate; nil without -u
 
 	Pair        bool          // -pair, HTTPLOG_PAIR: pair responses with requests, response time on CR/SR lines
 	PairTimeout time.Duration // -pair_timeout, HTTPLOG_PAIR_TIMEOUT, default 30s: a request unanswered this long is given up
@@ -193,6 +195,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 	boolean(&c.Pair, "pair", "HTTPLOG_PAIR", "If true, pair each response with its request and add the response time to CR/SR lines")
 	duration(&c.PairTimeout, "pair_timeout", "HTTPLOG_PAIR_TIMEOUT", 30*time.Second, "With -pair, give up a request unanswered for this long")
 	num(&c.PairMax, "pair_max", "HTTPLOG_PAIR_MAX", 262144, "With -pair, connections remembered at most (memory is fixed at start)")
+	str(&c.User, "u", "HTTPLOG_USER", "", "If non-empty, run as this user once the capture and the log directory are open (start as root)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -278,6 +281,11 @@ func (c *Config) validate() error {
 	}
 	if c.Local, err = parseLocal(c.LocalText); err != nil {
 		return fmt.Errorf("invalid value %q for %s: %v", c.LocalText, c.source("local"), err)
+	}
+	if c.User != "" {
+		if c.Account, err = lookupAccount(c.User); err != nil {
+			return fmt.Errorf("invalid value %q for %s: %v", c.User, c.source("u"), err)
+		}
 	}
 	return nil
 }
@@ -386,8 +394,16 @@ func chooseDevice(c *Config, ifaces []net.Interface) (string, error) {
 // creates nothing. It returns a one-line summary of what would run, which
 // ends in "lines to " and destination(cfg), then " (new directory)" if
 // the directory does not exist yet: start_httplog.sh reads it from there.
+// With -u it becomes that user, as a start would, to check the directory
+// as the user: the process can never be root again (httplog -check exits
+// next; tests run it as a binary).
 func checkConfig(cfg *Config) (string, error) {
 	missing := false
+	if cfg.Account != nil {
+		if err := cfg.Account.startedAsRoot(); err != nil {
+			return "", err
+		}
+	}
 	if cfg.Dir != "-" {
 		var err error
 		if missing, err = checkDir(cfg.Dir, false); err != nil {
@@ -417,6 +433,19 @@ func checkConfig(cfg *Config) (string, error) {
 			return "", err
 		}
 		fmt.Fprintf(&b, "interface %s, ring %d MB", cfg.Device, cfg.BufferMB)
+	}
+	if a := cfg.Account; a != nil {
+		// As the start does after opening the capture: become the user,
+		// then check the directory as the user.
+		if err := becomeUser(a); err != nil {
+			return "", err
+		}
+		if cfg.Dir != "-" {
+			if err := checkWritableAs(a, cfg.Dir, false); err != nil {
+				return "", err
+			}
+		}
+		fmt.Fprintf(&b, ", %s", a)
 	}
 	fmt.Fprintf(&b, ", ports %s, snaplen %d, %d parser(s), lines to %s", portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, destination(cfg))
 	if missing {

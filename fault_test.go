@@ -221,6 +221,9 @@ func TestFaultStartErrors(t *testing.T) {
 	os.Chmod(shared, 0o755)
 	rootOnly := filepath.Join(shared, "root-only")
 	os.Mkdir(rootOnly, 0o755)
+	private := filepath.Join(shared, "private") // nobody cannot enter it
+	os.Mkdir(private, 0o700)
+	seed := filepath.Join(shared, "seed.pcap")
 
 	tests := []struct {
 		name   string
@@ -237,6 +240,14 @@ func TestFaultStartErrors(t *testing.T) {
 		{"no such interface", false, nil, []string{"-i", "nosuchif0", "-d", writable}, 1, "httplog: -i nosuchif0: no such interface"},
 		{"bad variable", false, []string{"HTTPLOG_SNAPLEN=big"}, nil, 2, `httplog: invalid value "big" for variable HTTPLOG_SNAPLEN (for -s): not an integer`},
 		{"bad flag", false, nil, []string{"-p", "80,http"}, 2, `httplog: invalid value "80,http" for flag -p: "http" is not a port (1-65535) or any`},
+		// -u: checked when the configuration is read, then as the user.
+		{"no such user", false, nil, []string{"-r", seed, "-d", writable, "-u", "no-such-user-hl"}, 2, `httplog: invalid value "no-such-user-hl" for flag -u: no such user`},
+		{"no such user (variable)", false, []string{"HTTPLOG_USER=no-such-user-hl"}, []string{"-r", seed, "-d", writable}, 2,
+			`httplog: invalid value "no-such-user-hl" for variable HTTPLOG_USER (for -u): no such user`},
+		{"-u root", false, nil, []string{"-r", seed, "-d", "-", "-u", "root"}, 2, `httplog: invalid value "root" for flag -u: that is root: -u names the user httplog runs as instead of root`},
+		{"-u without root", true, nil, []string{"-r", seed, "-d", writable, "-u", "nobody"}, 1, "httplog: -u nobody: changing the user needs root (httplog runs as uid 65534)"},
+		{"directory the user cannot reach", false, nil, []string{"-r", seed, "-d", private + "/logs", "-u", "nobody"}, 1,
+			"httplog: -d " + private + "/logs: user nobody cannot write into it: permission denied"},
 	}
 	for _, tt := range tests {
 		// -check finds each of them as the start does, with its message

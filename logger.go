@@ -154,9 +154,18 @@ func prepareDir(dir string) (*os.File, error) {
 // directory, and says which process holds the lock when one does.
 func lockDir(dir string) (*os.File, error) {
 	name := filepath.Join(dir, lockName)
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o640) // close-on-exec, as os opens every file
+	// Never through a symbolic link, and never a file with a second name:
+	// the lock is truncated below, as root when httplog starts, in a
+	// directory that the user of -u owns (close-on-exec, as os opens
+	// every file).
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("-d %s: %w", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
+		f.Close()
+		return nil, fmt.Errorf("-d %s: %s is not a plain file of its own (a hard link?): not using it", dir, name)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		defer f.Close()

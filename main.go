@@ -24,6 +24,8 @@
 //	-pair           end CR/SR lines with the response time (HTTPLOG_PAIR)
 //	-pair_timeout d give up a request unanswered this long (HTTPLOG_PAIR_TIMEOUT, default 30s)
 //	-pair_max int   connections remembered for -pair (HTTPLOG_PAIR_MAX, default 262144)
+//	-u user         once the capture and the log directory are open, run as
+//	                this user, on every thread, without root (HTTPLOG_USER)
 //	-v              print the version and exit
 //	-check          check the configuration, the log directory and the interface
 //	                (creating and capturing nothing), print "configuration OK: ..."
@@ -153,7 +155,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 		fmt.Fprintf(stderr, "httplog: %v\n", err)
 		return 1
 	}
-	lock, err := prepareDir(cfg.Dir)
+	lock, err := prepareDirFor(cfg.Account, cfg.Dir)
 	if err != nil {
 		return fail(err)
 	}
@@ -170,6 +172,13 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 		}
 		defer stop()
 	}
+	// What needs root is open (a metrics listener would be bound before
+	// this too): from here on httplog is the user of -u.
+	as, err := switchUser(cfg.Account, cfg.Dir)
+	if err != nil {
+		src.close()
+		return fail(err)
+	}
 	localPtr := followLocals(ctx, cfg, locals, logger)
 
 	reg := &registry{}
@@ -180,8 +189,8 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	queues := startParsers(cfg.Parsers, localPtr, cfg.Location, pktFree, lines, lineFree, pairs)
 	report := func() { logger.Print(statsLine(reg.read(), cfg.Pair)) }
 	read := startReaders(ctx, []packetSource{src}, readerSettings(cfg, report), queues, pktFree, reg)
-	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d parser(s) on %d CPU(s), lines to %s%s",
-		version, src.describe(), portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, runtime.GOMAXPROCS(0), destination(cfg), pairText(cfg, pairs))
+	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d parser(s) on %d CPU(s), lines to %s%s%s",
+		version, src.describe(), portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, runtime.GOMAXPROCS(0), destination(cfg), pairText(cfg, pairs), as)
 
 	readErr := <-read
 	<-written
