@@ -46,6 +46,12 @@ var liveTools = map[string]string{
 var liveMoreTools = map[string]string{
 	"wrk":       "wrk",
 	"tcpreplay": "tcpreplay",
+	// install_test.go and privilege_test.go
+	"systemd-analyze": "systemd",
+	"logrotate":       "logrotate",
+	"man":             "man-db",
+	"groff":           "groff-base",
+	"useradd":         "passwd",
 }
 
 // liveRequireRoot skips the test unless it runs as root.

@@ -126,18 +126,19 @@ func testAccount(t *testing.T) *account {
 	b := make([]byte, 4)
 	rand.Read(b)
 	name, group := "hl"+hex.EncodeToString(b), "hlg"+hex.EncodeToString(b)
+	sbin := filepath.Dir(liveTool(t, "useradd")) // groupadd, userdel and groupdel too
 	for _, argv := range [][]string{
 		{"groupadd", "--system", group},
 		{"useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
 			"--shell", "/usr/sbin/nologin", "--groups", group, name},
 	} {
-		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s (the Debian package passwd provides it)", strings.Join(argv, " "), err, out)
+		if out, err := exec.Command(filepath.Join(sbin, argv[0]), argv[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s ", strings.Join(argv, " "), err, out)
 		}
 		if argv[0] == "groupadd" {
-			t.Cleanup(func() { exec.Command("groupdel", group).Run() })
+			t.Cleanup(func() { exec.Command(filepath.Join(sbin, "groupdel"), group).Run() })
 		} else {
-			t.Cleanup(func() { exec.Command("userdel", name).Run() }) // and its own group
+			t.Cleanup(func() { exec.Command(filepath.Join(sbin, "userdel"), name).Run() }) // and its own group
 		}
 	}
 	a, err := lookupAccount(name)

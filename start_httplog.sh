@@ -50,6 +50,9 @@
 # (as root; others fall back to HTTPLOG_DIR). They do not go to
 # syslog. SIGHUP does not reopen this file: rotate it with logrotate's
 # "copytruncate" (it is opened in append mode, so truncation is safe).
+# With HTTPLOG_USER set (httplog -u), httplog runs as that user once its
+# capture is open; the messages file stays root's (its standard error is
+# open on it), the log directory and the day files are the user's.
 #
 # Exit codes (LSB init scripts): 0 success (also: start when already running,
 # stop when not running); 1 generic failure (e.g. no such interface, or
@@ -304,7 +307,9 @@ do_start() {
 		rm -f "$PIDFILE"
 	fi
 	check_config || return
-	if [[ ! -d $LOGDIR ]] && ! { mkdir -p "$LOGDIR" && chmod 0750 "$LOGDIR"; }; then
+	# Parents made here are open to all (0755), so that the user of
+	# HTTPLOG_USER can reach the directory; httplog gives it the directory.
+	if [[ ! -d $LOGDIR ]] && ! { (umask 022 && mkdir -p "$LOGDIR") && chmod 0750 "$LOGDIR"; }; then
 		echo "$PROG: cannot create the log directory $LOGDIR" >&2
 		return 1
 	fi
