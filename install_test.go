@@ -218,7 +218,7 @@ func installCheckLogrotate(t *testing.T, dest string, user *account) {
 	os.Chown(dir, user.uid, user.gid)
 	now := time.Now()
 	files := map[string]time.Time{
-		"http-" + now.Format("20060102") + ".log":                    now,
+		"http-" + now.Format("20060102") + ".log":                   now,
 		"http-" + now.AddDate(0, 0, -1).Format("20060102") + ".log": now.AddDate(0, 0, -1),
 		"http-CQ-20300101.log":                                      now.AddDate(0, 0, -3), // two days without a line
 		"http-20300102.log.1.gz":                                    now.AddDate(0, 0, -40),
