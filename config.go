@@ -42,6 +42,12 @@ type Config struct {
 	LocalText  string         // -local as given
 	User       string         // -u, HTTPLOG_USER, default "": stay the user httplog was started as
 	Account    *account       // the user of -u, looked up by validate; nil without -u
+	Format     string         // -format, HTTPLOG_FORMAT, default "text"; or "json"
+	Redact     bool           // -redact, HTTPLOG_REDACT: hide the values of secret query parameters
+	// RedactParams are the names whose values -redact hides (-redact_params,
+	// HTTPLOG_REDACT_PARAMS, default defaultRedactParams); RedactText as given.
+	RedactParams []string
+	RedactText   string
 
 	Pair        bool          // -pair, HTTPLOG_PAIR: pair responses with requests, response time on CR/SR lines
 	PairTimeout time.Duration // -pair_timeout, HTTPLOG_PAIR_TIMEOUT, default 30s: a request unanswered this long is given up
@@ -196,6 +202,9 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 	duration(&c.PairTimeout, "pair_timeout", "HTTPLOG_PAIR_TIMEOUT", 30*time.Second, "With -pair, give up a request unanswered for this long")
 	num(&c.PairMax, "pair_max", "HTTPLOG_PAIR_MAX", 262144, "With -pair, connections remembered at most (memory is fixed at start)")
 	str(&c.User, "u", "HTTPLOG_USER", "", "If non-empty, run as this user once the capture and the log directory are open (start as root)")
+	str(&c.Format, "format", "HTTPLOG_FORMAT", "text", "Log format: text (one line per HTTP start) or json (one ECS JSON object per line, in .json files)")
+	boolean(&c.Redact, "redact", "HTTPLOG_REDACT", "If true, write the values of the -redact_params query parameters, and user:password@ of absolute URIs, as REDACTED")
+	str(&c.RedactText, "redact_params", "HTTPLOG_REDACT_PARAMS", defaultRedactParams, "Query parameter names (comma-separated, any case) whose values -redact hides")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -287,7 +296,32 @@ func (c *Config) validate() error {
 			return fmt.Errorf("invalid value %q for %s: %v", c.User, c.source("u"), err)
 		}
 	}
+	if c.Format != "text" && c.Format != "json" {
+		return fmt.Errorf("invalid value %q for %s: text or json", c.Format, c.source("format"))
+	}
+	if c.RedactParams, err = parseRedactParams(c.RedactText); err != nil {
+		return fmt.Errorf("invalid value %q for %s: %v", shorten(c.RedactText), c.source("redact_params"), err)
+	}
 	return nil
+}
+
+// fileExt is the extension of the log files: the format's name, so that
+// a change of format never mixes two formats in one file.
+func (c *Config) fileExt() string {
+	if c.Format == "json" {
+		return ".json"
+	}
+	return ".log"
+}
+
+// lineFormat is the format and redaction of -format, -redact and
+// -redact_params.
+func (c *Config) lineFormat() lineFormat {
+	f := lineFormat{json: c.Format == "json"}
+	if c.Redact {
+		f.redact = newRedactor(c.RedactParams)
+	}
+	return f
 }
 
 // shorten cuts a long list in the middle, at commas, so that a message
@@ -447,7 +481,7 @@ func checkConfig(cfg *Config) (string, error) {
 		}
 		fmt.Fprintf(&b, ", %s", a)
 	}
-	fmt.Fprintf(&b, ", ports %s, snaplen %d, %d parser(s), lines to %s", portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, destination(cfg))
+	fmt.Fprintf(&b, ", ports %s, snaplen %d, %d parser(s)%s, lines to %s", portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, formatText(cfg), destination(cfg))
 	if missing {
 		b.WriteString(" (new directory)")
 	}

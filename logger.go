@@ -57,6 +57,7 @@ const (
 type writerConfig struct {
 	dir   string // directory; "-" for out
 	split bool   // one file per type and day
+	ext   string // of the file names, after the day: the format's (".log", ".json")
 	out   io.Writer
 	// open opens a log file for appending; os.OpenFile in production.
 	open func(name string) (io.WriteCloser, error)
@@ -110,6 +111,9 @@ type writer struct {
 func newWriter(cfg writerConfig, stats *counterSet) *writer {
 	if cfg.open == nil {
 		cfg.open = openAppend
+	}
+	if cfg.ext == "" {
+		cfg.ext = ".log"
 	}
 	return &writer{cfg: cfg, stats: stats, files: map[uint32]*logFile{}, now: time.Now}
 }
@@ -190,9 +194,9 @@ func lockDir(dir string) (*os.File, error) {
 // fileName is the name of the file of a day and type.
 func (w *writer) fileName(day uint32, typ lineType) string {
 	if w.cfg.split {
-		return filepath.Join(w.cfg.dir, fmt.Sprintf("http-%s-%08d.log", typ, day))
+		return filepath.Join(w.cfg.dir, fmt.Sprintf("http-%s-%08d%s", typ, day, w.cfg.ext))
 	}
-	return filepath.Join(w.cfg.dir, fmt.Sprintf("http-%08d.log", day))
+	return filepath.Join(w.cfg.dir, fmt.Sprintf("http-%08d%s", day, w.cfg.ext))
 }
 
 // startWriter starts the writer goroutine. Parsers take empty batches

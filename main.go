@@ -182,15 +182,15 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	localPtr := followLocals(ctx, cfg, locals, logger)
 
 	reg := &registry{}
-	wc := writerConfig{dir: cfg.Dir, split: cfg.Split, out: stdout, log: logger, lock: lock}
+	wc := writerConfig{dir: cfg.Dir, split: cfg.Split, ext: cfg.fileExt(), out: stdout, log: logger, lock: lock}
 	lines, lineFree, written := startWriter(wc, reg.newSet(), cfg.Parsers, reopen)
 	pktFree := newPacketBatches(cfg.Parsers * (queueDepth + 2))
 	pairs := newPairWorkers(cfg, reg) // nil without -pair
-	queues := startParsers(cfg.Parsers, localPtr, cfg.Location, pktFree, lines, lineFree, pairs)
+	queues := startParsers(cfg.Parsers, localPtr, cfg.Location, cfg.lineFormat(), pktFree, lines, lineFree, pairs)
 	report := func() { logger.Print(statsLine(reg.read(), cfg.Pair)) }
 	read := startReaders(ctx, []packetSource{src}, readerSettings(cfg, report), queues, pktFree, reg)
-	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d parser(s) on %d CPU(s), lines to %s%s%s",
-		version, src.describe(), portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, runtime.GOMAXPROCS(0), destination(cfg), pairText(cfg, pairs), as)
+	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d parser(s) on %d CPU(s)%s, lines to %s%s%s",
+		version, src.describe(), portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, runtime.GOMAXPROCS(0), formatText(cfg), destination(cfg), pairText(cfg, pairs), as)
 
 	readErr := <-read
 	<-written
@@ -254,7 +254,20 @@ func destination(cfg *Config) string {
 	case cfg.Dir == "-":
 		return "standard output"
 	case cfg.Split:
-		return cfg.Dir + "/http-{CQ,CR,SQ,SR}-YYYYMMDD.log"
+		return cfg.Dir + "/http-{CQ,CR,SQ,SR}-YYYYMMDD" + cfg.fileExt()
 	}
-	return cfg.Dir + "/http-YYYYMMDD.log"
+	return cfg.Dir + "/http-YYYYMMDD" + cfg.fileExt()
+}
+
+// formatText is the start message's and -check's word on the format and
+// redaction, before "lines to": empty for the default (text, as sent).
+func formatText(cfg *Config) string {
+	s := ""
+	if cfg.Format == "json" {
+		s = ", JSON events"
+	}
+	if cfg.Redact {
+		s += fmt.Sprintf(", redacting %d query parameter names and user:password@", len(cfg.RedactParams))
+	}
+	return s
 }

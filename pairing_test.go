@@ -848,25 +848,27 @@ func TestPairLines(t *testing.T) {
 // parser's batch still allocate nothing, for requests, responses, and the
 // FIN segments the reader then hands on.
 func TestPacketPathAllocsPair(t *testing.T) {
-	pp := newPacketPath(&localSet{all: true})
-	pp.r.pair = true
-	pp.p.pair = &pairWorker{table: newTestTable(64), set: &counterSet{}}
-	c := newPairConn(t, nil, 40000, 1000, 5000)
-	frames := map[string][]byte{
-		"request":    c.requestFrame(get("/")),
-		"response":   c.responseFrame(ok(10), 10),
-		"server FIN": c.fromServer(c.sseq, tcpFIN|tcpACK, ""),
-	}
-	for name, frame := range frames {
-		line := pp.run(frame) // warm the buffers
-		if (name == "server FIN") != (len(line) == 0) {
-			t.Errorf("%s: line %q", name, line)
+	for fname, form := range benchFormats { // text and JSON, with and without -redact
+		pp := newPacketPath(&localSet{all: true}, form)
+		pp.r.pair = true
+		pp.p.pair = &pairWorker{table: newTestTable(64), set: &counterSet{}}
+		c := newPairConn(t, nil, 40000, 1000, 5000)
+		frames := map[string][]byte{
+			"request":    c.requestFrame(get("/")),
+			"response":   c.responseFrame(ok(10), 10),
+			"server FIN": c.fromServer(c.sseq, tcpFIN|tcpACK, ""),
 		}
-		if allocs := testing.AllocsPerRun(200, func() { pp.run(frame) }); allocs != 0 {
-			t.Errorf("%s: %.1f allocations per packet, want 0", name, allocs)
+		for name, frame := range frames {
+			line := pp.run(frame) // warm the buffers
+			if (name == "server FIN") != (len(line) == 0) {
+				t.Errorf("%s %s: line %q", fname, name, line)
+			}
+			if allocs := testing.AllocsPerRun(200, func() { pp.run(frame) }); allocs != 0 {
+				t.Errorf("%s %s: %.1f allocations per packet, want 0", fname, name, allocs)
+			}
 		}
-	}
-	if pp.p.pair.table.stats.reqCopies == 0 {
-		t.Error("the pairing table saw no request")
+		if pp.p.pair.table.stats.reqCopies == 0 {
+			t.Errorf("%s: the pairing table saw no request", fname)
+		}
 	}
 }

@@ -451,8 +451,26 @@ type record struct {
 	src, dst netip.AddrPort
 	typ      lineType
 	msg      message
-	timing   timing // with -pair, a response's time field (pairing.go)
-	rt       int64  // response time in nanoseconds, when timing is timed
+	timing   timing        // with -pair, a response's time field (pairing.go)
+	rt       int64         // response time in nanoseconds, when timing is timed
+	req      pairedRequest // with -pair, on a paired response: its request's texts
+}
+
+// pairedRequest is what a paired response's record carries of its
+// request's text, for the JSON event (http.request.method, url.original,
+// httplog.host), so that each response event stands alone as a
+// transaction; event.start and event.duration come from timing and rt.
+// The slices must stay valid until the record is formatted.
+//
+// Nothing fills it yet: the pairing table keeps each waiting request's
+// time, sequence numbers and method code, not its texts. Keeping them
+// (a fixed-size store per parser, see pairEntry) and setting rec.req in
+// pairWorker.time is what remains of issue 10 item 1; appendJSON writes
+// these fields whenever they are set, and its tests fill them by hand.
+type pairedRequest struct {
+	method []byte // as sent
+	target []byte // the request target (URI) as sent; redacted when formatted
+	host   []byte // the Host header's value as sent, nil if absent
 }
 
 // clock formats capture times in one location, remembering the text of
@@ -463,19 +481,19 @@ type clock struct {
 	sec  int64
 	text []byte // "2006-01-02 15:04:05" of sec
 	day  uint32 // YYYYMMDD of sec in loc
+	// The JSON format's time of one second: "2006-01-02T15:04:05" in UTC.
+	utcSec  int64
+	utcText []byte
 }
 
 func newClock(loc *time.Location) *clock {
-	return &clock{loc: loc, sec: -1 << 63, text: make([]byte, 0, 32)}
+	return &clock{loc: loc, sec: -1 << 63, text: make([]byte, 0, 32), utcSec: -1 << 63, utcText: make([]byte, 0, 32)}
 }
 
 // at returns the date and time text of the second holding ts (Unix
 // nanoseconds), the milliseconds, and the local day as YYYYMMDD.
 func (c *clock) at(ts int64) (text []byte, ms int, day uint32) {
-	sec, ns := ts/1e9, ts%1e9
-	if ns < 0 {
-		sec, ns = sec-1, ns+1e9
-	}
+	sec, ms := splitTime(ts)
 	if sec != c.sec {
 		t := time.Unix(sec, 0).In(c.loc)
 		c.sec = sec
@@ -483,12 +501,35 @@ func (c *clock) at(ts int64) (text []byte, ms int, day uint32) {
 		y, m, d := t.Date()
 		c.day = uint32(y*10000 + int(m)*100 + d)
 	}
-	return c.text, int(ns / 1e6), c.day
+	return c.text, ms, c.day
+}
+
+// splitTime cuts Unix nanoseconds into seconds and milliseconds (cut,
+// not rounded; a time before 1970 counts its milliseconds down too).
+func splitTime(ts int64) (sec int64, ms int) {
+	sec, ns := ts/1e9, ts%1e9
+	if ns < 0 {
+		sec, ns = sec-1, ns+1e9
+	}
+	return sec, int(ns / 1e6)
+}
+
+// appendUTC appends ts as RFC 3339 in UTC with milliseconds
+// (2019-09-01T05:16:51.002Z), remembering the text of the last second.
+func (c *clock) appendUTC(b []byte, ts int64) []byte {
+	sec, ms := splitTime(ts)
+	if sec != c.utcSec {
+		c.utcSec = sec
+		c.utcText = time.Unix(sec, 0).UTC().AppendFormat(c.utcText[:0], "2006-01-02T15:04:05")
+	}
+	b = append(b, c.utcText...)
+	return append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
 // appendLine appends the text line of r, with its '\n', and returns the
 // extended buffer and the line's local day (YYYYMMDD), which picks its file.
-func appendLine(b []byte, r *record, c *clock) ([]byte, uint32) {
+// With red, the request target of a request line is redacted.
+func appendLine(b []byte, r *record, c *clock, red *redactor) ([]byte, uint32) {
 	text, ms, day := c.at(r.ts)
 	b = append(b, text...)
 	b = append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), ' ')
@@ -498,7 +539,7 @@ func appendLine(b []byte, r *record, c *clock) ([]byte, uint32) {
 	b = append(b, ' ')
 	b = append(b, r.typ.String()...)
 	b = append(b, ' ')
-	b = appendEscaped(b, r.msg.start)
+	b = appendStartLine(b, r, red, false)
 	b = append(b, ' ')
 	b = appendField(b, r.msg.field1)
 	b = append(b, ' ')
@@ -527,12 +568,14 @@ func appendField(b, v []byte) []byte {
 const hexDigits = "0123456789abcdef"
 
 // plain marks the bytes appendEscaped copies as they are without a second
-// look: printable ASCII but the backslash.
-var plain = func() (t [256]bool) {
+// look: printable ASCII but the backslash. plainJSON leaves out the
+// double quote too, which a JSON string escapes.
+var plain, plainJSON = func() (t, j [256]bool) {
 	for c := 0x20; c < 0x7f; c++ {
 		t[c] = c != '\\'
+		j[c] = t[c] && c != '"'
 	}
-	return t
+	return t, j
 }()
 
 // appendEscaped copies s, writing every control byte (0x00–0x1f, 0x7f),
@@ -540,9 +583,23 @@ var plain = func() (t [256]bool) {
 // that breaks or reorders lines (breaksLine) as \xNN, and a backslash as
 // \\, so that a log line is always exactly one line of valid UTF-8.
 func appendEscaped(b, s []byte) []byte {
+	return appendEscapedAs(b, s, false)
+}
+
+// appendEscapedAs is appendEscaped, or, with json, the same text encoded
+// as the inside of a JSON string: every backslash of the escaped text
+// doubled (\xNN is written \\xNN) and a double quote written \". Decoding
+// the JSON string gives the text format's escaped form exactly, and no
+// byte that JSON must escape is left (the escaped form holds no control
+// byte).
+func appendEscapedAs(b, s []byte, json bool) []byte {
+	ok, bs := &plain, "\\"
+	if json {
+		ok, bs = &plainJSON, "\\\\"
+	}
 	for i := 0; i < len(s); {
 		start := i
-		for i < len(s) && plain[s[i]] { // the common case: a run of plain ASCII
+		for i < len(s) && ok[s[i]] { // the common case: a run of plain ASCII
 			i++
 		}
 		b = append(b, s[start:i]...)
@@ -552,10 +609,15 @@ func appendEscaped(b, s []byte) []byte {
 		c := s[i]
 		switch {
 		case c == '\\':
-			b = append(b, '\\', '\\')
+			b = append(b, bs...)
+			b = append(b, bs...)
+			i++
+		case c == '"': // json only
+			b = append(b, '\\', '"')
 			i++
 		case c < utf8.RuneSelf:
-			b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+			b = append(b, bs...)
+			b = append(b, 'x', hexDigits[c>>4], hexDigits[c&0xf])
 			i++
 		default:
 			r, n := utf8.DecodeRune(s[i:])
@@ -567,7 +629,8 @@ func appendEscaped(b, s []byte) []byte {
 				continue
 			}
 			for _, c := range s[i : i+n] {
-				b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+				b = append(b, bs...)
+				b = append(b, 'x', hexDigits[c>>4], hexDigits[c&0xf])
 			}
 			i += n
 		}
@@ -592,6 +655,7 @@ func breaksLine(r rune) bool {
 type parser struct {
 	locals *atomic.Pointer[localSet] // this host's addresses, followed
 	clock  *clock
+	form   lineFormat
 	rec    record
 	pair   *pairWorker // -pair: its connection table; nil without
 }
@@ -600,12 +664,12 @@ type parser struct {
 // (returned, for the readers to send to). Every parser hands its batches
 // back to free and its lines to out, which is closed after the last
 // parser has returned. With -pair, parser i owns pairs[i].
-func startParsers(n int, locals *atomic.Pointer[localSet], loc *time.Location, free chan<- *pktBatch, out chan<- *lineBatch, outFree <-chan *lineBatch, pairs []pairWorker) []chan *pktBatch {
+func startParsers(n int, locals *atomic.Pointer[localSet], loc *time.Location, form lineFormat, free chan<- *pktBatch, out chan<- *lineBatch, outFree <-chan *lineBatch, pairs []pairWorker) []chan *pktBatch {
 	queues := make([]chan *pktBatch, n)
 	var wg sync.WaitGroup
 	for i := range queues {
 		queues[i] = make(chan *pktBatch, queueDepth)
-		p := &parser{locals: locals, clock: newClock(loc)}
+		p := &parser{locals: locals, clock: newClock(loc), form: form}
 		if pairs != nil {
 			p.pair = &pairs[i]
 		}
@@ -636,6 +700,7 @@ func (p *parser) batch(b *pktBatch, lb *lineBatch) {
 	rec := &p.rec
 	for i := range b.items {
 		it := &b.items[i]
+		rec.req = pairedRequest{} // what pairing may set of a paired response's request
 		if p.pair != nil && !p.pair.time(it, b.buf[it.off:it.end], rec) {
 			continue // a FIN, RST or SYN: no line
 		}
@@ -647,7 +712,7 @@ func (p *parser) batch(b *pktBatch, lb *lineBatch) {
 		rec.ts, rec.src, rec.dst = it.ts, it.src, it.dst
 		rec.typ = classify(it.kind, set.contains(server))
 		var day uint32
-		lb.buf, day = appendLine(lb.buf, rec, p.clock)
+		lb.buf, day = p.form.append(lb.buf, rec, p.clock)
 		lb.lines = append(lb.lines, lineRef{end: uint32(len(lb.buf)), day: day, typ: rec.typ})
 	}
 }

@@ -244,18 +244,18 @@ func TestAppendLine(t *testing.T) {
 		typ: typeCQ,
 		msg: message{start: []byte("GET / HTTP/1.1"), field2: []byte("a\nb")},
 	}
-	got, day := appendLine(nil, &rec, newClock(seoul))
+	got, day := appendLine(nil, &rec, newClock(seoul), nil)
 	want := "2019-09-01 14:16:51.002 2001:db8::1#50905 ::ffff:10.140.0.2#80 CQ GET / HTTP/1.1 - a\\x0ab\n"
 	if string(got) != want || day != 20190901 {
 		t.Errorf("got %q day %d\nwant %q day 20190901", got, day, want)
 	}
 	// Local midnight decides the day, not UTC's.
 	rec.ts = time.Date(2019, 9, 1, 15, 0, 0, 0, time.UTC).UnixNano()
-	if _, day := appendLine(nil, &rec, newClock(seoul)); day != 20190902 {
+	if _, day := appendLine(nil, &rec, newClock(seoul), nil); day != 20190902 {
 		t.Errorf("00:00 in Seoul is day %d, want 20190902", day)
 	}
 	rec.ts = -1 // before 1970: the clock must still count whole milliseconds down
-	if got, _ := appendLine(nil, &rec, newClock(time.UTC)); !strings.HasPrefix(string(got), "1969-12-31 23:59:59.999 ") {
+	if got, _ := appendLine(nil, &rec, newClock(time.UTC), nil); !strings.HasPrefix(string(got), "1969-12-31 23:59:59.999 ") {
 		t.Errorf("ts -1ns formatted as %q", got)
 	}
 }
@@ -270,7 +270,7 @@ type packetPath struct {
 	lb lineBatch
 }
 
-func newPacketPath(set *localSet) *packetPath {
+func newPacketPath(set *localSet, form lineFormat) *packetPath {
 	q, free := make(chan *pktBatch, 1), make(chan *pktBatch, 1)
 	free <- &pktBatch{}
 	var locals atomic.Pointer[localSet]
@@ -278,7 +278,7 @@ func newPacketPath(set *localSet) *packetPath {
 	return &packetPath{
 		r: newReader(nil, readerConfig{ports: []uint16{80}}, []chan *pktBatch{q}, free, &counterSet{}),
 		q: q,
-		p: &parser{locals: &locals, clock: newClock(time.UTC)},
+		p: &parser{locals: &locals, clock: newClock(time.UTC), form: form},
 	}
 }
 
@@ -304,34 +304,49 @@ var benchFrames = map[string][]byte{
 	"request":  ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, "GET /static/app.js?v=12 HTTP/1.1\r\nHost: www.example.com\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate, br\r\nCookie: session=0123456789abcdef\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n\r\n"),
 	"response": ipv4HTTP("198.51.100.2", "192.0.2.1", 80, 40000, "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 01 Sep 2019 05:16:51 GMT\r\nContent-Type: application/javascript\r\nContent-Length: 48213\r\nConnection: keep-alive\r\n\r\n"+strings.Repeat("x", 1200)),
 	"ipv6":     ipv6HTTP("2001:db8::1", "2001:db8::2", 40000, 80, getReq),
-	"vlan":     ether(etherIPv4, []uint16{etherVLAN}, ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, tcpSegment(40000, 80, 32, getReq))),
+	// A signed URL: what -redact has work to do on.
+	"secret": ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, "GET /bucket/report.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20190901%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20190901T051651Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef HTTP/1.1\r\nHost: files.example.com\r\nUser-Agent: curl/8.0\r\n\r\n"),
+	"vlan":   ether(etherIPv4, []uint16{etherVLAN}, ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, tcpSegment(40000, 80, 32, getReq))),
+}
+
+// benchFormats are the formats the packet path is measured with: text
+// (the default), JSON, and both with -redact and the default list.
+var benchFormats = map[string]lineFormat{
+	"text":        {},
+	"json":        {json: true},
+	"text-redact": {redact: newRedactor(strings.Split(defaultRedactParams, ","))},
+	"json-redact": {json: true, redact: newRedactor(strings.Split(defaultRedactParams, ","))},
 }
 
 func TestPacketPathAllocs(t *testing.T) {
-	pp := newPacketPath(&localSet{prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}})
-	for name, frame := range benchFrames {
-		line := pp.run(frame) // warm the clock's text and the batches' buffers
-		if (name == "nonHTTP") != (len(line) == 0) {
-			t.Errorf("%s: line %q", name, line)
-		}
-		allocs := testing.AllocsPerRun(200, func() { pp.run(frame) })
-		if allocs != 0 {
-			t.Errorf("%s: %.1f allocations per packet, want 0", name, allocs)
+	for fname, form := range benchFormats {
+		pp := newPacketPath(&localSet{prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}}, form)
+		for name, frame := range benchFrames {
+			line := pp.run(frame) // warm the clock's text and the batches' buffers
+			if (name == "nonHTTP") != (len(line) == 0) {
+				t.Errorf("%s %s: line %q", fname, name, line)
+			}
+			allocs := testing.AllocsPerRun(200, func() { pp.run(frame) })
+			if allocs != 0 {
+				t.Errorf("%s %s: %.1f allocations per packet, want 0", fname, name, allocs)
+			}
 		}
 	}
 }
 
 func BenchmarkPacketPath(b *testing.B) {
-	for _, name := range []string{"nonHTTP", "request", "response", "ipv6", "vlan"} {
-		frame := benchFrames[name]
-		b.Run(name, func(b *testing.B) {
-			pp := newPacketPath(&localSet{prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}})
-			b.ReportAllocs()
-			b.SetBytes(int64(len(frame)))
-			for i := 0; i < b.N; i++ {
-				pp.run(frame)
-			}
-		})
+	for _, fname := range []string{"text", "json", "text-redact", "json-redact"} {
+		for _, name := range []string{"nonHTTP", "request", "response", "ipv6", "vlan", "secret"} {
+			frame := benchFrames[name]
+			b.Run(fname+"/"+name, func(b *testing.B) {
+				pp := newPacketPath(&localSet{prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}}, benchFormats[fname])
+				b.ReportAllocs()
+				b.SetBytes(int64(len(frame)))
+				for i := 0; i < b.N; i++ {
+					pp.run(frame)
+				}
+			})
+		}
 	}
 }
 
@@ -387,7 +402,7 @@ func FuzzLogLine(f *testing.F) {
 		}
 		rec := record{src: netip.MustParseAddrPort("192.0.2.1:1"), dst: netip.MustParseAddrPort("192.0.2.2:80")}
 		parseMessage(kind, payload, &rec.msg)
-		line, _ := appendLine(nil, &rec, c)
+		line, _ := appendLine(nil, &rec, c, nil)
 		if bytes.IndexByte(line, '\n') != len(line)-1 {
 			t.Fatalf("not exactly one line: %q", line)
 		}
