@@ -62,6 +62,19 @@ func TestConfigAccepted(t *testing.T) {
 		{"the most ports with -i any", []string{"-p", oddPorts(997), "-i", "any"}, nil, func(c *Config) bool { return len(c.Ports) == 997 }},
 		{"a run counts as two", []string{"-p", oddPorts(2013) + ",5000,5001,5002"}, nil, func(c *Config) bool { return len(c.Ports) == 2016 }},
 		{"any number of ports from a file", []string{"-p", oddPorts(5000), "-r", "x.pcap"}, nil, func(c *Config) bool { return len(c.Ports) == 5000 }},
+		{"text, no redaction by default", nil, nil, func(c *Config) bool {
+			return c.Format == "text" && !c.Redact && strings.Join(c.RedactParams, ",") == strings.ToLower(defaultRedactParams) && c.fileExt() == ".log"
+		}},
+		{"-format json", []string{"-format", "json"}, nil, func(c *Config) bool { return c.Format == "json" && c.fileExt() == ".json" }},
+		{"HTTPLOG_FORMAT, HTTPLOG_REDACT", nil, map[string]string{"HTTPLOG_FORMAT": "json", "HTTPLOG_REDACT": "true"}, func(c *Config) bool {
+			return c.Format == "json" && c.Redact && c.lineFormat().json && c.lineFormat().redact != nil
+		}},
+		{"HTTPLOG_REDACT_PARAMS replaces the list", nil, map[string]string{"HTTPLOG_REDACT_PARAMS": " Foo, bar "}, func(c *Config) bool {
+			return reflect.DeepEqual(c.RedactParams, []string{"foo", "bar"}) && c.lineFormat().redact == nil
+		}},
+		{"-redact_params '' empties the list", []string{"-redact", "-redact_params", ""}, nil, func(c *Config) bool {
+			return c.RedactParams == nil && c.lineFormat().redact != nil
+		}},
 		{"a mapped IPv4 address is the address", []string{"-local", "::ffff:10.0.0.2/128, ::ffff:192.168.0.0/112, ::ffff:10.0.0.3"}, nil, func(c *Config) bool {
 			return reflect.DeepEqual(c.Local, []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32"), netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("10.0.0.3/32")})
 		}},
@@ -159,6 +172,12 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"-b", "17592186044417"}, nil, `invalid value 17592186044417 for flag -b: the ring takes at most 4096 MB`},
 		{[]string{"-b", "99999999999999999999"}, nil, `invalid value "99999999999999999999" for flag -b: value out of range`},
 		{nil, map[string]string{"HTTPLOG_BUFSIZE": "8192"}, `invalid value 8192 for variable HTTPLOG_BUFSIZE (for -b): the ring takes at most 4096 MB`},
+		// -format, -redact, -redact_params.
+		{[]string{"-format", "xml"}, nil, `invalid value "xml" for flag -format: text or json`},
+		{nil, map[string]string{"HTTPLOG_FORMAT": "JSON"}, `invalid value "JSON" for variable HTTPLOG_FORMAT (for -format): text or json`},
+		{nil, map[string]string{"HTTPLOG_REDACT": "on"}, `invalid value "on" for variable HTTPLOG_REDACT (for -redact): not true or false`},
+		{[]string{"-redact_params", "token,,key"}, nil, `invalid value "token,,key" for flag -redact_params: an empty name in the list`},
+		{nil, map[string]string{"HTTPLOG_REDACT_PARAMS": "token,a=b"}, `invalid value "token,a=b" for variable HTTPLOG_REDACT_PARAMS (for -redact_params): "a=b" holds "=", which cannot be in a parameter name`},
 		// Flags that contradict each other, both on the command line.
 		{[]string{"-i", "eth1", "-r", "x.pcap"}, nil, `flags -i eth1 and -r x.pcap conflict: -r reads a capture file instead of an interface`},
 		{[]string{"-log_split", "-d", "-"}, nil, `flags -log_split and -d - conflict: standard output is not split into files`},

@@ -591,6 +591,21 @@ func TestFormatFiles(t *testing.T) {
 	if len(names) != 4 {
 		t.Errorf("files %v, want the four of one day", names)
 	}
+	// One file a day, beside the text format's: formats never mix.
+	one := t.TempDir()
+	for _, format := range []string{"json", "text"} {
+		if _, stderr, code := runPipeline(t, "-r", seed, "-d", one, "-format", format); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+	}
+	if names := liveFileNames(t, one); len(names) != 2 || !names["http-20190901.json"] || !names["http-20190901.log"] {
+		t.Errorf("files %v, want http-20190901.json and http-20190901.log", names)
+	}
+	for _, l := range strings.SplitAfter(string(mustRead(t, filepath.Join(one, "http-20190901.json"))), "\n") {
+		if _, err := parseEvent([]byte(l)); l != "" && err != nil {
+			t.Error(err)
+		}
+	}
 	var out, errOut bytes.Buffer
 	run([]string{"-check", "-r", seed, "-d", dir, "-format", "json", "-redact"}, envOf(nil), &out, &errOut)
 	want := "httplog: configuration OK: file " + seed + ", ports 80, snaplen 1560, 1 parser(s), JSON events, redacting " +

@@ -52,6 +52,8 @@ var liveMoreTools = map[string]string{
 	"man":             "man-db",
 	"groff":           "groff-base",
 	"useradd":         "passwd",
+	// ship_test.go
+	"rsyslogd": "rsyslog",
 }
 
 // liveRequireRoot skips the test unless it runs as root.

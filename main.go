@@ -1,6 +1,7 @@
-// Command httplog watches a network interface and writes one text line for
-// every TCP packet that starts an HTTP request or response, into daily log
-// files, without reassembling TCP: each packet is judged on its own bytes.
+// Command httplog watches a network interface and writes one text line (or
+// one JSON object) for every TCP packet that starts an HTTP request or
+// response, into daily log files, without reassembling TCP: each packet is
+// judged on its own bytes.
 //
 // Usage:
 //
@@ -26,6 +27,12 @@
 //	-pair_max int   connections remembered for -pair (HTTPLOG_PAIR_MAX, default 262144)
 //	-u user         once the capture and the log directory are open, run as
 //	                this user, on every thread, without root (HTTPLOG_USER)
+//	-format f       text, or json: one ECS-named JSON object per line, in
+//	                http-YYYYMMDD.json files (HTTPLOG_FORMAT, default text)
+//	-redact         write the values of secret query parameters, and the
+//	                user:password@ of absolute URIs, as REDACTED (HTTPLOG_REDACT)
+//	-redact_params list  the parameter names -redact hides, any case
+//	                (HTTPLOG_REDACT_PARAMS, default password,token,key,sig,… in README.md)
 //	-v              print the version and exit
 //	-check          check the configuration, the log directory and the interface
 //	                (creating and capturing nothing), print "configuration OK: ..."
@@ -36,7 +43,8 @@
 //
 //	2019-09-01 14:16:51.002 223.39.188.71#50905 10.140.0.2#80 CQ GET / HTTP/1.1 host user-agent
 //
-// and README.md describes every field, the files, signals and statistics.
+// and README.md describes every field (of the JSON events too), the files,
+// signals and statistics.
 //
 // The pipeline: one reader goroutine decodes frames in place and copies
 // the payloads of HTTP starts into batches (capture.go) → bounded channels
