@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -385,5 +386,28 @@ func TestCheck(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if run([]string{"-h"}, envOf(nil), &out, &errOut); !strings.Contains(errOut.String(), "  -check\n    \tIf true, check the configuration") {
 		t.Errorf("-h does not list -check:\n%s", errOut.String())
+	}
+}
+
+// TestShippedConf: the httplog.conf of the repository, sourced as the
+// start script sources it, is a valid configuration that turns -redact on
+// with the built-in list and keeps the text format.
+func TestShippedConf(t *testing.T) {
+	out, err := exec.Command("bash", "-c", `set -a; . ./httplog.conf; env -0`).Output()
+	if err != nil {
+		t.Fatalf("sourcing httplog.conf: %v", err)
+	}
+	vars := map[string]string{}
+	for _, kv := range strings.Split(string(out), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "HTTPLOG_") {
+			vars[k] = v
+		}
+	}
+	c, err := loadConfig(nil, envOf(vars), nil)
+	if err != nil {
+		t.Fatalf("httplog.conf: %v", err)
+	}
+	if !c.Redact || c.Format != "text" || strings.Join(c.RedactParams, ",") != strings.ToLower(defaultRedactParams) {
+		t.Errorf("httplog.conf gives -redact=%v -format %s -redact_params %v", c.Redact, c.Format, c.RedactParams)
 	}
 }

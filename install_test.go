@@ -203,7 +203,7 @@ func installCheckUnit(t *testing.T, dest string) {
 // installCheckLogrotate: logrotate -d accepts the file as installed; then
 // the file, pointed at a directory of the test's, compresses a day two
 // days after its last line, deletes a compressed day 30 days after, and
-// leaves today's file and younger days alone.
+// leaves today's file and younger days alone; text and JSON files alike.
 func installCheckLogrotate(t *testing.T, dest string, user *account) {
 	logrotate := liveTool(t, "logrotate")
 	conf := filepath.Join(dest, "etc/logrotate.d/httplog")
@@ -223,6 +223,8 @@ func installCheckLogrotate(t *testing.T, dest string, user *account) {
 		"http-CQ-20300101.log":                                      now.AddDate(0, 0, -3), // two days without a line
 		"http-20300102.log.1.gz":                                    now.AddDate(0, 0, -40),
 		"http-20300103.log.1.gz":                                    now.AddDate(0, 0, -5),
+		"http-SR-20300104.json":                                     now.AddDate(0, 0, -3), // -format json's
+		"http-20300105.json.1.gz":                                   now.AddDate(0, 0, -40),
 	}
 	seen := "logrotate state -- version 2\n"
 	for name, at := range files {
@@ -246,6 +248,9 @@ func installCheckLogrotate(t *testing.T, dest string, user *account) {
 	delete(want, "http-20300102.log.1.gz")
 	delete(want, "http-CQ-20300101.log")
 	want["http-CQ-20300101.log.1.gz"] = "http-CQ-20300101.log\n" // compressed
+	delete(want, "http-20300105.json.1.gz")
+	delete(want, "http-SR-20300104.json")
+	want["http-SR-20300104.json.1.gz"] = "http-SR-20300104.json\n"
 	got := map[string]string{}
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
