@@ -58,15 +58,18 @@ func parseRedactParams(s string) ([]string, error) {
 // redactor holds the list of -redact_params, prepared for lookups; the
 // parsers share it, read-only.
 type redactor struct {
-	names  map[string]bool // lower-case
-	maxLen int             // of the longest name
+	// byLen holds the lower-cased names by their length: a parameter name
+	// is compared with the few names of its length only, byte by byte
+	// (cheaper than hashing it for a map).
+	byLen  [maxRedactName + 1][]string
+	maxLen int // of the longest name
 }
 
 func newRedactor(names []string) *redactor {
-	r := &redactor{names: map[string]bool{}}
+	r := &redactor{}
 	for _, n := range names {
 		n = asciiLower(n)
-		r.names[n] = true
+		r.byLen[len(n)] = append(r.byLen[len(n)], n)
 		r.maxLen = max(r.maxLen, len(n))
 	}
 	return r
@@ -92,7 +95,12 @@ func (r *redactor) listed(name []byte) bool {
 		buf[n] = c
 		n++
 	}
-	return r.names[string(buf[:n])] // a lookup by converted bytes does not allocate
+	for _, name := range r.byLen[n] {
+		if string(buf[:n]) == name { // a comparison, no conversion made
+			return true
+		}
+	}
+	return false
 }
 
 // asciiLower lower-cases the ASCII letters of s only, as listed compares.
@@ -153,12 +161,14 @@ func (r *redactor) appendTarget(b, t []byte, json bool) []byte {
 		return appendEscapedAs(b, t[done:], json)
 	}
 	for p := done + q + 1; p <= len(t); {
-		end := len(t)
-		if e := bytes.IndexAny(t[p:], "&;#"); e >= 0 {
-			end = p + e
+		eq, end := -1, p
+		for ; end < len(t) && !paramEnd[t[end]]; end++ {
+			if eq < 0 && t[end] == '=' {
+				eq = end
+			}
 		}
-		if eq := bytes.IndexByte(t[p:end], '='); eq >= 0 && p+eq+1 < end && r.listed(t[p:p+eq]) {
-			b = appendEscapedAs(b, t[done:p+eq+1], json)
+		if eq >= 0 && eq+1 < end && r.listed(t[p:eq]) {
+			b = appendEscapedAs(b, t[done:eq+1], json)
 			b = append(b, redactedText...)
 			done = end
 		}
@@ -166,6 +176,10 @@ func (r *redactor) appendTarget(b, t []byte, json bool) []byte {
 	}
 	return appendEscapedAs(b, t[done:], json)
 }
+
+// paramEnd marks the bytes that end a query parameter: & and ; between
+// parameters, # before the fragment.
+var paramEnd = [256]bool{'&': true, ';': true, '#': true}
 
 // schemeEnd returns the length of "scheme://" at the start of t (RFC 3986:
 // a letter, then letters, digits, +, - or .), or 0.
