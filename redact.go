@@ -13,10 +13,11 @@ import (
 	"strings"
 )
 
-// defaultRedactParams is the list of -redact_params: the query parameters
-// that OpenTelemetry's semantic conventions (url.query) and Beyla redact,
-// and the usual names of passwords, tokens, keys, sessions and URL
-// signatures (AWS SigV4 and SigV2, Google Cloud Storage, Azure SAS "sig").
+// defaultRedactParams is the list of -redact_params, SPEC section 11's:
+// the names OpenTelemetry's url.query convention redacts (AWSAccessKeyId,
+// Signature, sig, X-Goog-Signature), the usual names of passwords, tokens,
+// keys and sessions, and the other parameters of signed URLs (AWS SigV4,
+// Google Cloud Storage; Azure SAS signs with "sig").
 const defaultRedactParams = "password,passwd,pwd,token,access_token,refresh_token,id_token," +
 	"api_key,apikey,key,secret,client_secret,auth,session,sessionid,sig,signature," +
 	"X-Amz-Signature,X-Amz-Credential,X-Amz-Security-Token,AWSAccessKeyId," +
