@@ -93,11 +93,15 @@ func newPacketBatches(n int) chan *pktBatch {
 // readerConfig is what the readers of a run share.
 type readerConfig struct {
 	ports       []uint16      // nil: every port
-	limit       int64         // stop after this many packets, if >= 0
-	logEvery    uint64        // a statistics line every this many packets, if > 0
+	limit       int64         // stop after this many packets of all readers, if >= 0
+	logEvery    uint64        // a statistics line every this many packets of a reader, if > 0
 	reportEvery time.Duration // and at least this often, if > 0
 	report      func()        // writes the statistics line
 	pair        bool          // -pair: also hand on FIN, RST and SYN segments (pairEdge)
+
+	// Shared by the readers of startReaders, which makes them.
+	budget     *atomic.Int64 // what is left of limit; nil: no limit
+	lastReport *atomic.Int64 // when the statistics line was last written, Unix nanoseconds (given: for tests)
 }
 
 // How often a reader does its bookkeeping: every publishEvery frames, and
@@ -110,10 +114,26 @@ const (
 )
 
 // startReaders starts a reader goroutine for each source, feeding the
-// parser queues. When the last reader has returned, the queues are
-// closed, and the returned channel yields the readers' errors joined (nil
-// if none).
+// parser queues. When one reader fails, the others are stopped too. When
+// the last reader has returned, the queues are closed, and the returned
+// channel yields the readers' errors joined, each message once (nil if
+// none).
+//
+// With several readers, each writes a statistics line every logEvery of
+// its own packets, so the lines come about every logEvery packets of all
+// together, as with one reader, with no count shared on the packet path;
+// the line of a quiet link (reportEvery) is written by whichever reader
+// finds it due first.
 func startReaders(ctx context.Context, srcs []packetSource, c readerConfig, queues []chan *pktBatch, free chan *pktBatch, reg *registry) <-chan error {
+	ctx, cancel := context.WithCancel(ctx)
+	if c.limit >= 0 {
+		c.budget = new(atomic.Int64)
+		c.budget.Store(c.limit)
+	}
+	if c.lastReport == nil {
+		c.lastReport = new(atomic.Int64)
+		c.lastReport.Store(time.Now().UnixNano())
+	}
 	done := make(chan error, 1)
 	errs := make([]error, len(srcs))
 	var wg sync.WaitGroup
@@ -122,17 +142,34 @@ func startReaders(ctx context.Context, srcs []packetSource, c readerConfig, queu
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = r.run(ctx)
+			if errs[i] = r.run(ctx); errs[i] != nil {
+				cancel()
+			}
 		}()
 	}
 	go func() {
 		wg.Wait()
+		cancel()
 		for _, q := range queues {
 			close(q)
 		}
-		done <- errors.Join(errs...)
+		done <- joinDistinct(errs)
 	}()
 	return done
+}
+
+// joinDistinct joins errors, each message once: the readers of one
+// interface fail alike when it is removed.
+func joinDistinct(errs []error) error {
+	var out []error
+	seen := map[string]bool{}
+	for _, err := range errs {
+		if err != nil && !seen[err.Error()] {
+			seen[err.Error()] = true
+			out = append(out, err)
+		}
+	}
+	return errors.Join(out...)
 }
 
 // reader moves frames from one source into batches for the parsers.
@@ -151,13 +188,11 @@ type reader struct {
 
 	n          counterValues // this reader's counts; only cPackets…cLeftInRing
 	lastKernel time.Time     // when the kernel's counters were last read
-	lastReport time.Time     // when the statistics line was last written
 }
 
 func newReader(src packetSource, c readerConfig, out []chan *pktBatch, free chan *pktBatch, set *counterSet) *reader {
-	now := time.Now()
 	return &reader{readerConfig: c, src: src, out: out, free: free, set: set, watched: newPortSet(c.ports),
-		cur: make([]*pktBatch, len(out)), lastKernel: now, lastReport: now}
+		cur: make([]*pktBatch, len(out)), lastKernel: time.Now()}
 }
 
 // run reads until the source ends, the packet limit is reached or ctx is
@@ -181,7 +216,7 @@ func (r *reader) run(ctx context.Context) error {
 	}
 	var f frame
 	var p packet
-	for r.limit < 0 || r.n[cPackets] < uint64(r.limit) {
+	for r.budget == nil || r.budget.Load() > 0 {
 		err := r.src.next(&f)
 		if err == errTimeout {
 			r.sendAll()
@@ -196,6 +231,9 @@ func (r *reader) run(ctx context.Context) error {
 		}
 		if err != nil {
 			return err
+		}
+		if r.budget != nil && r.budget.Add(-1) < 0 {
+			return nil // another reader took the last packet of -c: this one stays unread
 		}
 		r.n[cPackets]++
 		r.n[cBytes] += uint64(f.wire)
@@ -317,18 +355,26 @@ func (r *reader) bookkeeping() {
 	if now.Sub(r.lastKernel) >= kernelEvery {
 		r.readKernel()
 	}
-	if r.reportEvery > 0 && now.Sub(r.lastReport) >= r.reportEvery {
+	if r.reportEvery > 0 && reportDue(r.lastReport, now, r.reportEvery) {
 		r.statistics()
 		return
 	}
 	r.set.publish(&r.n)
 }
 
+// reportDue tells whether every has passed since the statistics line was
+// last written (*last), and if so takes the turn: of readers asking at
+// once, one is told yes.
+func reportDue(last *atomic.Int64, now time.Time, every time.Duration) bool {
+	then := last.Load()
+	return now.UnixNano()-then >= int64(every) && last.CompareAndSwap(then, now.UnixNano())
+}
+
 // statistics publishes the counts and writes the statistics line.
 func (r *reader) statistics() {
 	r.set.publish(&r.n)
 	r.report()
-	r.lastReport = time.Now()
+	r.lastReport.Store(time.Now().UnixNano())
 }
 
 // readKernel takes the kernel's counters of the source; it returns how
@@ -359,16 +405,16 @@ func addrFrom(b []byte) netip.Addr {
 	return netip.AddrFrom16([16]byte(b))
 }
 
-// openSource opens the file or the interface of cfg, and returns the
-// first local address set.
-func openSource(cfg *Config, logger *log.Logger) (packetSource, *localSet, error) {
+// openSource opens the file or the interface of cfg (one socket for each
+// of cfg.Readers), and returns the first local address set.
+func openSource(cfg *Config, logger *log.Logger) ([]packetSource, *localSet, error) {
 	if cfg.ReadFile != "" {
 		src, err := openFile(cfg.ReadFile)
 		if err != nil {
 			return nil, nil, fmt.Errorf("-r %s: %v", cfg.ReadFile, err)
 		}
 		// A capture file is seen from its server unless -local says more.
-		return src, &localSet{all: cfg.Local == nil, prefixes: cfg.Local}, nil
+		return []packetSource{src}, &localSet{all: cfg.Local == nil, prefixes: cfg.Local}, nil
 	}
 	if err := pickDevice(cfg); err != nil {
 		return nil, nil, err
@@ -380,11 +426,23 @@ func openSource(cfg *Config, logger *log.Logger) (packetSource, *localSet, error
 			return nil, nil, fmt.Errorf("-i %s: %v", cfg.Device, err)
 		}
 	}
-	src, err := openLive(liveConfig{iface: cfg.Device, snaplen: cfg.Snaplen, ringMB: cfg.BufferMB, addVLAN: cfg.AddVLAN, ports: cfg.Ports, logf: logger.Printf})
+	live, err := openLive(liveConfig{iface: cfg.Device, snaplen: cfg.Snaplen, ringMB: cfg.BufferMB, readers: cfg.Readers,
+		addVLAN: cfg.AddVLAN, ports: cfg.Ports, logf: logger.Printf})
 	if err != nil {
 		return nil, nil, err
 	}
-	return src, locals, nil
+	srcs := make([]packetSource, len(live))
+	for i, s := range live {
+		srcs[i] = s
+	}
+	return srcs, locals, nil
+}
+
+// closeSources closes the sources openSource opened.
+func closeSources(srcs []packetSource) {
+	for _, src := range srcs {
+		src.close()
+	}
 }
 
 // localSet is the set of this host's addresses, which decides CQ/CR from

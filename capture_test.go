@@ -407,7 +407,7 @@ func equalPrograms(a, b []bpf.RawInstruction) bool {
 }
 
 func TestRingFor(t *testing.T) {
-	g, err := ringFor(1560, 8)
+	g, err := ringFor(1560, 8, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,25 +419,25 @@ func TestRingFor(t *testing.T) {
 		t.Errorf("ring of %d bytes for -b 8", total)
 	}
 	for _, mb := range []int{1, 8, 64} {
-		g, err := ringFor(1560, mb)
+		g, err := ringFor(1560, mb, 1)
 		if err != nil || g.numBlocks < minBlocks || g.blockSize > maxBlock {
 			t.Errorf("-b %d: %+v, %v; want at least %d blocks of at most 1 MiB", mb, g, err, minBlocks)
 		}
 	}
-	if _, err := ringFor(262144, 0); err == nil || !strings.Contains(err.Error(), "-b 0") {
-		t.Errorf("ringFor(262144, 0) error = %v, want one naming -b 0", err)
+	if _, err := ringFor(262144, 0, 1); err == nil || !strings.Contains(err.Error(), "-b 0") {
+		t.Errorf("ringFor(262144, 0, 1) error = %v, want one naming -b 0", err)
 	}
 	// The largest ring is whole; beyond it, and with sizes that would
 	// overflow on the way, an error and no panic.
-	if g, err := ringFor(262144, maxRingMB); err != nil || g.blockSize*g.numBlocks > maxRingMB<<20 || g.blockSize*g.numBlocks < maxRingMB<<20*9/10 {
-		t.Errorf("ringFor(262144, %d) = %+v, %v", maxRingMB, g, err)
+	if g, err := ringFor(262144, maxRingMB, 1); err != nil || g.blockSize*g.numBlocks > maxRingMB<<20 || g.blockSize*g.numBlocks < maxRingMB<<20*9/10 {
+		t.Errorf("ringFor(262144, %d, 1) = %+v, %v", maxRingMB, g, err)
 	}
 	for _, tt := range []struct{ snaplen, mb int }{
 		{1560, maxRingMB + 1}, {1560, 17592186044417}, {1560, math.MaxInt}, {1560, math.MinInt}, {1560, -17592186044417},
 		{math.MaxInt, 8}, {0, 8}, {math.MinInt, 8},
 	} {
-		if g, err := ringFor(tt.snaplen, tt.mb); err == nil {
-			t.Errorf("ringFor(%d, %d) = %+v, want an error", tt.snaplen, tt.mb, g)
+		if g, err := ringFor(tt.snaplen, tt.mb, 1); err == nil {
+			t.Errorf("ringFor(%d, %d, 1) = %+v, want an error", tt.snaplen, tt.mb, g)
 		}
 	}
 }
@@ -632,7 +632,7 @@ func TestRingWalk(t *testing.T) {
 	}
 	defer pw.Close()
 	defer pr.Close()
-	s := &liveSource{ring: ring, g: g, link: linkAny, addVLAN: true}
+	s := &liveSource{ring: ring, g: g, link: linkAny, addVLAN: true, state: &linkState{}}
 	if err := s.watch(pr); err != nil {
 		t.Fatal(err)
 	}

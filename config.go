@@ -29,6 +29,7 @@ type Config struct {
 	Snaplen    int            // -s, HTTPLOG_SNAPLEN, default 1560; <= 0 means 65535
 	BufferMB   int            // -b, HTTPLOG_BUFSIZE, default 8: ring size in MB
 	Parsers    int            // -cpu, HTTPLOG_CPUNO, default 1: parsing goroutines
+	Readers    int            // -readers, HTTPLOG_READERS, default 1: capture sockets in one fanout group, a reader goroutine each
 	Dir        string         // -d, HTTPLOG_DIR, default /log/httplog; "-" = standard output
 	Split      bool           // -log_split, HTTPLOG_LOG_SPLIT: one file per type and day
 	AddVLAN    bool           // -add_vlan, HTTPLOG_ADD_VLAN: put VLAN tags back into frames
@@ -80,6 +81,10 @@ func (c *Config) given(name string) bool {
 
 // errHelp is returned by loadConfig for -h: usage was printed, exit 0.
 var errHelp = errors.New("help requested")
+
+// maxReaders is the most -readers accepted: a reader per core of a large
+// server, each with its share of the ring memory.
+const maxReaders = 64
 
 // maxSnaplen is the largest -s accepted, as in tcpdump: a bigger frame
 // does not exist even with offloads.
@@ -194,6 +199,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 	boolean(&c.Split, "log_split", "HTTPLOG_LOG_SPLIT", "If true, write a split log file (CQ, CR, SQ, SR)")
 	str(&c.PortText, "p", "HTTPLOG_PORT", "80", "http service port (a comma-separated list, or any)")
 	num(&c.Snaplen, "s", "HTTPLOG_SNAPLEN", 1560, "Snaplen, if <= 0, use 65535")
+	num(&c.Readers, "readers", "HTTPLOG_READERS", 1, "Number of capture sockets and reader goroutines, 1 to 64, in one fanout group sharing the -b ring memory")
 	fs.BoolVar(&c.Version, "v", false, "If true, show version")
 	fs.BoolVar(&c.Check, "check", false, "If true, check the configuration, log directory and interface without capturing, and exit")
 	fs.StringVar(&c.ReadFile, "r", "", "Read packets from this pcap or pcapng file (- = stdin) instead of an interface")
@@ -256,6 +262,9 @@ func (c *Config) validate() error {
 	if c.Parsers < 1 || c.Parsers > 256 {
 		return fmt.Errorf("invalid value %d for %s: between 1 and 256", c.Parsers, c.source("cpu"))
 	}
+	if c.Readers < 1 || c.Readers > maxReaders {
+		return fmt.Errorf("invalid value %d for %s: between 1 and %d", c.Readers, c.source("readers"), maxReaders)
+	}
 	if c.Dir == "" {
 		return fmt.Errorf("invalid value \"\" for %s: a directory, or - for standard output", c.source("d"))
 	}
@@ -277,7 +286,17 @@ func (c *Config) validate() error {
 	if c.given("log_split") && c.Split && c.given("d") && c.Dir == "-" {
 		return errors.New("flags -log_split and -d - conflict: standard output is not split into files")
 	}
+	if c.ReadFile != "" && c.Readers > 1 {
+		if c.given("readers") {
+			return fmt.Errorf("flags -readers %d and -r %s conflict: a capture file is read by one reader", c.Readers, c.ReadFile)
+		}
+		c.Readers = 1
+	}
 	if c.ReadFile == "" {
+		if g, err := ringFor(c.Snaplen, c.BufferMB, c.Readers); err != nil {
+			return fmt.Errorf("invalid value %d for %s with %s %d: each reader's ring would get %d KiB, less than one block of %d KiB (for -s %d)",
+				c.BufferMB, c.source("b"), c.source("readers"), c.Readers, c.BufferMB<<10/c.Readers, g.blockSize>>10, c.Snaplen)
+		}
 		if err := checkFilterSize(c.Ports, c.Device); err != nil {
 			return fmt.Errorf("invalid value %q for %s: %v", shorten(c.PortText), c.source("p"), err)
 		}
@@ -467,6 +486,9 @@ func checkConfig(cfg *Config) (string, error) {
 			return "", err
 		}
 		fmt.Fprintf(&b, "interface %s, ring %d MB", cfg.Device, cfg.BufferMB)
+		if cfg.Readers > 1 {
+			fmt.Fprintf(&b, " split among %d readers", cfg.Readers)
+		}
 	}
 	if a := cfg.Account; a != nil {
 		// As the start does after opening the capture: become the user,

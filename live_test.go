@@ -1223,12 +1223,17 @@ func TestLiveLongPortList(t *testing.T) {
 // 100 ms poll period, since only some offsets expose a reader that stops at
 // its first poll timeout after the signal.
 func TestLiveStopDrainsRing(t *testing.T) {
+	liveStopDrainsRing(t)
+}
+
+// liveStopDrainsRing is TestLiveStopDrainsRing with more httplog flags.
+func liveStopDrainsRing(t *testing.T, extra ...string) {
 	tp := newLiveTopology(t)
 	ng := tp.startNginx(tp.srvNS)
 	const rounds = 8
 	for i := 0; i < rounds; i++ {
 		dir := liveLogDir(t)
-		d := startHttplog(t, tp, tp.srvNS, "lo", dir)
+		d := startHttplog(t, tp, tp.srvNS, "lo", dir, extra...)
 		time.Sleep(time.Duration(i) * 100 * time.Millisecond / rounds)
 		from := time.Now()
 		x := liveCurl(t, tp, tp.srvNS, liveRequest{method: "GET", url: liveURL("127.0.0.1", 80, "/hello.txt"), ua: fmt.Sprintf("hl-drain/%d", i)})
@@ -1248,10 +1253,15 @@ func TestLiveStopDrainsRing(t *testing.T) {
 // of requests before and after are all there. An interface that is
 // removed ends httplog with exit code 1 and a message naming it.
 func TestLiveInterfaceDownUp(t *testing.T) {
+	liveInterfaceDownUp(t)
+}
+
+// liveInterfaceDownUp is TestLiveInterfaceDownUp with more httplog flags.
+func liveInterfaceDownUp(t *testing.T, extra ...string) {
 	tp := newLiveTopology(t)
 	ng := tp.startNginx(tp.srvNS)
 	dir := liveLogDir(t)
-	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir)
+	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir, extra...)
 	srv := liveEnd{tp.srvNS, tp.srvIf, tp.srv4, tp.srv6}
 	cli := liveEnd{tp.cliNS, tp.cliIf, tp.cli4, tp.cli6}
 
@@ -1273,16 +1283,22 @@ func TestLiveInterfaceDownUp(t *testing.T) {
 		t.Fatalf("httplog exited when %s went down and up: %v; stderr:\n%s", tp.srvIf, d.err, d.stderr.String())
 	}
 	liveFinish(t, d, ng, dir, xs, "CQ", "CR", from)
+	for _, msg := range []string{"the interface went down", "the interface is up again"} {
+		if n := strings.Count(d.stderr.String(), msg); n != 1 {
+			t.Errorf("%q said %d times, want once; stderr:\n%s", msg, n, d.stderr.String())
+		}
+	}
 
 	// Removal: the server's end goes, and with it its veth peer.
-	d = startHttplog(t, tp, tp.srvNS, tp.srvIf, liveLogDir(t))
+	d = startHttplog(t, tp, tp.srvNS, tp.srvIf, liveLogDir(t), extra...)
 	tp.run("-n", tp.srvNS, "link", "del", tp.srvIf)
 	if !d.wait(5 * time.Second) {
 		t.Fatalf("httplog still runs 5 s after %s was removed; stderr:\n%s", tp.srvIf, d.stderr.String())
 	}
 	want := "stopped: -i " + tp.srvIf + ": the interface was removed"
 	var exit *exec.ExitError
-	if !errors.As(d.err, &exit) || exit.ExitCode() != 1 || !strings.Contains(d.stderr.String(), want) {
+	if !errors.As(d.err, &exit) || exit.ExitCode() != 1 || !strings.Contains(d.stderr.String(), want) ||
+		strings.Count(d.stderr.String(), "the interface was removed") != 1 {
 		t.Errorf("after removing %s: exit %v, stderr:\n%s\nwant exit code 1 and %q", tp.srvIf, d.err, d.stderr.String(), want)
 	}
 }

@@ -14,6 +14,8 @@
 //	-s int          bytes captured per packet, 256 to 262144; <= 0 means 65535 (HTTPLOG_SNAPLEN, default 1560)
 //	-b int          ring buffer size in MB, 1 to 4096 (HTTPLOG_BUFSIZE, default 8)
 //	-cpu int        HTTP parsing goroutines (HTTPLOG_CPUNO, default 1)
+//	-readers int    capture sockets, 1 to 64, in one fanout group, each with its
+//	                reader goroutine and its share of -b (HTTPLOG_READERS, default 1)
 //	-d string       log directory, or - for standard output (HTTPLOG_DIR, default /log/httplog)
 //	-log_split      four files a day: CQ, CR, SQ, SR (HTTPLOG_LOG_SPLIT)
 //	-add_vlan       put VLAN tags back into frames (HTTPLOG_ADD_VLAN)
@@ -46,11 +48,13 @@
 // and README.md describes every field (of the JSON events too), the files,
 // signals and statistics.
 //
-// The pipeline: one reader goroutine decodes frames in place and copies
-// the payloads of HTTP starts into batches (capture.go) → bounded channels
-// → -cpu parser goroutines, chosen by a symmetric hash of the connection so
-// that its lines stay in order (parser.go) → one writer goroutine that owns
-// the files (logger.go). Every counter is in one registry (metrics.go).
+// The pipeline: one reader goroutine (-readers: one per socket of a fanout
+// group, which the kernel gives whole connections by a symmetric hash)
+// decodes frames in place and copies the payloads of HTTP starts into
+// batches (capture.go, ring.go) → bounded channels → -cpu parser
+// goroutines, chosen by a symmetric hash of the connection so that its
+// lines stay in order (parser.go) → one writer goroutine that owns the
+// files (logger.go). Every counter is in one registry (metrics.go).
 package main
 
 import (
@@ -96,14 +100,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stdout, "httplog: configuration OK: %s\n", summary)
 		return 0
 	}
-	// -cpu is also how many CPUs httplog runs on. With more Go processors
-	// than busy goroutines, the scheduler's threads wake and spin around
-	// every blocking read of the ring: at -cpu 1 one processor halved the
-	// CPU time per packet of a live capture (docs/BENCHMARKS.md). An
-	// explicit GOMAXPROCS in the environment wins. More processors than
-	// CPUs would only take turns.
+	// -cpu (or -readers, if more) is also how many CPUs httplog runs on.
+	// With more Go processors than busy goroutines, the scheduler's
+	// threads wake and spin around every blocking read of the ring: at
+	// -cpu 1 one processor halved the CPU time per packet of a live
+	// capture (docs/BENCHMARKS.md). Readers on fewer processors than
+	// readers would take turns instead of scaling. An explicit GOMAXPROCS
+	// in the environment wins. More processors than CPUs would only take
+	// turns.
 	if getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(min(cfg.Parsers, runtime.NumCPU()))
+		runtime.GOMAXPROCS(min(max(cfg.Parsers, cfg.Readers), runtime.NumCPU()))
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -154,7 +160,8 @@ const (
 )
 
 // serve runs the pipeline until the source ends or ctx is cancelled:
-// source → reader goroutine → -cpu parser goroutines → writer goroutine.
+// source → -readers reader goroutines → -cpu parser goroutines → writer
+// goroutine.
 // Each stage closes the queue of the next when its last goroutine has
 // returned, so serve waits only for the readers and the writer.
 func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-chan struct{}) int {
@@ -168,14 +175,14 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 		return fail(err)
 	}
 	defer lock.Close() // held until the writer is done; the kernel drops it if httplog dies
-	src, locals, err := openSource(cfg, logger)
+	srcs, locals, err := openSource(cfg, logger)
 	if err != nil {
 		return fail(err)
 	}
 	if cfg.CPUProfile != "" {
 		stop, err := startProfile(cfg.CPUProfile)
 		if err != nil {
-			src.close()
+			closeSources(srcs)
 			return fail(err)
 		}
 		defer stop()
@@ -184,7 +191,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	// this too): from here on httplog is the user of -u.
 	as, err := switchUser(cfg.Account, cfg.Dir)
 	if err != nil {
-		src.close()
+		closeSources(srcs)
 		return fail(err)
 	}
 	localPtr := followLocals(ctx, cfg, locals, logger)
@@ -192,13 +199,16 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	reg := &registry{}
 	wc := writerConfig{dir: cfg.Dir, split: cfg.Split, ext: cfg.fileExt(), out: stdout, log: logger, lock: lock}
 	lines, lineFree, written := startWriter(wc, reg.newSet(), cfg.Parsers, reopen)
-	pktFree := newPacketBatches(cfg.Parsers * (queueDepth + 2))
+	// Enough packet batches that a reader never waits for one while the
+	// others hold theirs: for each parser, a full queue, one in its hands,
+	// and one being filled by each reader.
+	pktFree := newPacketBatches(cfg.Parsers * (queueDepth + 1 + len(srcs)))
 	pairs := newPairWorkers(cfg, reg) // nil without -pair
 	queues := startParsers(cfg.Parsers, localPtr, cfg.Location, cfg.lineFormat(), pktFree, lines, lineFree, pairs)
 	report := func() { logger.Print(statsLine(reg.read(), cfg.Pair)) }
-	read := startReaders(ctx, []packetSource{src}, readerSettings(cfg, report), queues, pktFree, reg)
-	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d parser(s) on %d CPU(s)%s, lines to %s%s%s",
-		version, src.describe(), portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, runtime.GOMAXPROCS(0), formatText(cfg), destination(cfg), pairText(cfg, pairs), as)
+	read := startReaders(ctx, srcs, readerSettings(cfg, report), queues, pktFree, reg)
+	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d reader(s), %d parser(s) on %d CPU(s)%s, lines to %s%s%s",
+		version, srcs[0].describe(), portText(cfg.Ports), cfg.Snaplen, len(srcs), cfg.Parsers, runtime.GOMAXPROCS(0), formatText(cfg), destination(cfg), pairText(cfg, pairs), as)
 
 	readErr := <-read
 	<-written

@@ -50,7 +50,7 @@ type liveSource struct {
 	iface   string               // as given to -i
 	ifindex int                  // 0 with "any"
 	logf    func(string, ...any) // for the interface going down and up
-	down    bool                 // the interface went down, and has not sent since
+	state   *linkState           // whether it is down, shared by the sockets of a fanout group
 
 	block int    // the block being read, or waited for
 	owned bool   // block is the reader's (TP_STATUS_USER)
@@ -95,26 +95,35 @@ const maxRingMB = 4096
 // physical memory, so that the server httplog watches keeps the rest.
 const ringMemoryShare = 4 // a quarter
 
-// ringFor computes the ring for a snap length and a total size in MiB.
+// ringFor computes the ring of each reader for a snap length, a total
+// size in MiB (-b) and the number of readers that share it equally.
 // A frame slot is rounded up to whole pages, as the kernel wants blocks
 // to be page multiples and frames to divide blocks.
-func ringFor(snaplen, megabytes int) (ringGeometry, error) {
+func ringFor(snaplen, megabytes, readers int) (ringGeometry, error) {
 	if megabytes > maxRingMB {
 		return ringGeometry{}, fmt.Errorf("-b %d: the ring takes at most %d MB", megabytes, maxRingMB)
 	}
 	if snaplen < 1 || snaplen > maxSnaplen {
 		return ringGeometry{}, fmt.Errorf("-s %d: between 1 and %d", snaplen, maxSnaplen)
 	}
+	if readers < 1 || readers > maxReaders {
+		return ringGeometry{}, fmt.Errorf("-readers %d: between 1 and %d", readers, maxReaders)
+	}
 	page := os.Getpagesize()
 	frame := (snaplen + frameOverhead + page - 1) / page * page
-	block := frame * max(1, min(maxBlock, megabytes<<20/minBlocks)/frame)
+	size := megabytes << 20 / readers // bytes of each reader's ring
+	block := frame * max(1, min(maxBlock, size/minBlocks)/frame)
 	g := ringGeometry{frameSize: frame, blockSize: block}
-	g.numBlocks = megabytes << 20 / block
-	if megabytes <= 0 || g.numBlocks < 1 {
-		return g, fmt.Errorf("-b %d: a ring of %d MB cannot hold one block of %d bytes (for -s %d)",
-			megabytes, megabytes, block, snaplen)
+	g.numBlocks = size / block
+	switch {
+	case megabytes > 0 && g.numBlocks >= 1:
+		return g, nil
+	case readers > 1:
+		return g, fmt.Errorf("-b %d with -readers %d: a ring of %d KiB for each reader cannot hold one block of %d bytes (for -s %d)",
+			megabytes, readers, size>>10, block, snaplen)
 	}
-	return g, nil
+	return g, fmt.Errorf("-b %d: a ring of %d MB cannot hold one block of %d bytes (for -s %d)",
+		megabytes, megabytes, block, snaplen)
 }
 
 // checkRingMemory refuses a ring of more than ringMemoryShare of memory
@@ -148,26 +157,29 @@ const blockTimeout = 64 * time.Millisecond
 type liveConfig struct {
 	iface   string // "any" for all interfaces
 	snaplen int
-	ringMB  int
+	ringMB  int // the ring memory of all readers together
+	readers int // sockets in one fanout group; 0 or 1: one socket
 	addVLAN bool
 	ports   []uint16             // nil: every port
 	logf    func(string, ...any) // messages about the interface
 	memory  uint64               // physical memory in bytes, for the ring's limit; 0: the machine's
 }
 
-// openLive opens the capture socket on an interface. The socket is
-// SOCK_RAW, so frames keep their link-layer header (and the VLAN tags the
-// NIC left in them); with "any", each frame's link type follows from the
-// type of the device it was seen on.
-func openLive(c liveConfig) (*liveSource, error) {
-	g, err := ringFor(c.snaplen, c.ringMB)
+// openLive opens the capture sockets on an interface: one, or c.readers
+// in one fanout group (openGroup), each with its share of the ring
+// memory. A socket is SOCK_RAW, so frames keep their link-layer header
+// (and the VLAN tags the NIC left in them); with "any", each frame's link
+// type follows from the type of the device it was seen on.
+func openLive(c liveConfig) ([]*liveSource, error) {
+	readers := max(1, c.readers)
+	g, err := ringFor(c.snaplen, c.ringMB, readers)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkRingMemory(c.ringMB, c.memory); err != nil {
 		return nil, err
 	}
-	s := &liveSource{fd: -1, link: linkAny, addVLAN: c.addVLAN, g: g, iface: c.iface, logf: c.logf}
+	s := &liveSource{fd: -1, link: linkAny, addVLAN: c.addVLAN, g: g, iface: c.iface, logf: c.logf, state: &linkState{}}
 	loIndex, ifindex := 0, 0 // ifindex 0 binds to every interface
 	if lo, err := net.InterfaceByName("lo"); err == nil {
 		loIndex = lo.Index
@@ -190,16 +202,32 @@ func openLive(c liveConfig) (*liveSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-i %s: building the kernel filter: %v", c.iface, err)
 	}
-	if err := s.open(ifindex, prog); err != nil {
-		s.close()
+	failed := func(err error) error {
 		if errors.Is(err, unix.EPERM) {
-			return nil, errNeedsRoot(c.iface)
+			return errNeedsRoot(c.iface)
 		}
-		return nil, fmt.Errorf("-i %s: %v", c.iface, err)
+		return fmt.Errorf("-i %s: %v", c.iface, err)
 	}
-	s.desc = fmt.Sprintf("interface %s (AF_PACKET, TPACKET_V3, ring %d MB = %d blocks of %d KiB, frame %d, filter %d instructions)",
-		c.iface, c.ringMB, g.numBlocks, g.blockSize>>10, g.frameSize, len(prog))
-	return s, nil
+	if readers == 1 {
+		if err := s.open(ifindex, prog); err != nil {
+			s.close()
+			return nil, failed(err)
+		}
+		s.desc = fmt.Sprintf("interface %s (AF_PACKET, TPACKET_V3, ring %d MB = %d blocks of %d KiB, frame %d, filter %d instructions)",
+			c.iface, c.ringMB, g.numBlocks, g.blockSize>>10, g.frameSize, len(prog))
+		return []*liveSource{s}, nil
+	}
+	srcs, id, err := openGroup(s, readers, prog)
+	if err != nil {
+		return nil, failed(err)
+	}
+	desc := fmt.Sprintf("interface %s (AF_PACKET, TPACKET_V3, %d readers in fanout group %d, by a symmetric hash of the connection; "+
+		"-b %d MB split: a ring of %d KiB = %d blocks of %d KiB each, frame %d, filter %d instructions)",
+		c.iface, readers, id, c.ringMB, g.numBlocks*g.blockSize>>10, g.numBlocks, g.blockSize>>10, g.frameSize, len(prog))
+	for _, s := range srcs {
+		s.desc = desc
+	}
+	return srcs, nil
 }
 
 // errNeedsRoot is the error of a capture this process may not open.
@@ -225,6 +253,16 @@ func checkCapturePermission(iface string) error {
 // open makes the socket: it attaches the filter and maps the ring before
 // binding to the interface, so that no frame reaches the ring unfiltered.
 func (s *liveSource) open(ifindex int, prog []bpf.RawInstruction) error {
+	if err := s.prepare(ifindex, prog); err != nil {
+		return err
+	}
+	return s.start()
+}
+
+// prepare makes the socket, attaches the filter prog, maps the ring and
+// binds the socket to the interface, in that order. The socket is made
+// with protocol 0, so it receives nothing before it is bound.
+func (s *liveSource) prepare(ifindex int, prog []bpf.RawInstruction) error {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("opening an AF_PACKET socket: %w", err)
@@ -233,13 +271,8 @@ func (s *liveSource) open(ifindex int, prog []bpf.RawInstruction) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
 		return fmt.Errorf("asking for TPACKET_V3: %v", err)
 	}
-	filter := make([]unix.SockFilter, len(prog))
-	for i, ins := range prog {
-		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
-	}
-	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
-		return fmt.Errorf("attaching the kernel filter: %v", err)
+	if err := attachFilter(fd, prog); err != nil {
+		return err
 	}
 	g := s.g
 	req := unix.TpacketReq3{
@@ -260,8 +293,32 @@ func (s *liveSource) open(ifindex int, prog []bpf.RawInstruction) error {
 	if err := unix.Bind(fd, sa); err != nil {
 		return fmt.Errorf("binding the capture socket: %v", err)
 	}
-	// The socket is non-blocking, so os.NewFile registers it with the
-	// netpoller.
+	return nil
+}
+
+// attachFilter attaches a classic BPF program to a socket as its filter,
+// in place of the one it had.
+func attachFilter(fd int, prog []bpf.RawInstruction) error {
+	fprog := sockFprog(prog)
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
+		return fmt.Errorf("attaching the kernel filter: %v", err)
+	}
+	return nil
+}
+
+// sockFprog is a classic BPF program in the kernel's form.
+func sockFprog(prog []bpf.RawInstruction) unix.SockFprog {
+	filter := make([]unix.SockFilter, len(prog))
+	for i, ins := range prog {
+		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+	}
+	return unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+}
+
+// start hands the prepared socket to the netpoller. The socket is
+// non-blocking, so os.NewFile registers it.
+func (s *liveSource) start() error {
+	fd := s.fd
 	s.fd = -1
 	return s.watch(os.NewFile(uintptr(fd), "AF_PACKET socket"))
 }
@@ -368,9 +425,8 @@ func (s *liveSource) next(f *frame) error {
 		}
 		h := s.blockHeader()
 		s.owned, s.left, s.off = true, h.Num_pkts, int(h.Offset_to_first_pkt)
-		if s.down {
-			s.down = false
-			s.logf("-i %s: the interface is up again, capturing", s.iface)
+		if s.state.down.Load() {
+			s.checkUp()
 		}
 	}
 	s.left--
@@ -430,10 +486,13 @@ func (s *liveSource) wait() error {
 // checkInterface looks, when no frame came for pollTimeout, at whether the
 // interface went down or away. When the interface goes down the kernel
 // stops feeding the socket and flags it with ENETDOWN; when it comes back
-// up the kernel feeds it again by itself, so httplog says so and waits.
-// An interface that was removed never comes back (one made again with the
-// same name is another device): that ends the capture with an error, for
-// the service manager to restart httplog. It returns errTimeout otherwise.
+// up the kernel feeds it again by itself, so httplog says so and waits
+// (checkUp). An ENETDOWN read when the interface is up again is of a
+// flap already over, or one another socket of the group has seen and
+// said. An interface that was removed never comes back (one made again
+// with the same name is another device): that ends the capture with an
+// error, for the service manager to restart httplog. It returns
+// errTimeout otherwise.
 func (s *liveSource) checkInterface() error {
 	var soErr int
 	var err error
@@ -442,17 +501,28 @@ func (s *liveSource) checkInterface() error {
 	}); cerr != nil || err != nil || s.ifindex == 0 {
 		return errTimeout
 	}
-	if soErr != int(unix.ENETDOWN) && !s.down {
+	if soErr != int(unix.ENETDOWN) && !s.state.down.Load() {
 		return errTimeout
 	}
-	if _, err := net.InterfaceByIndex(s.ifindex); err != nil {
+	iface, err := net.InterfaceByIndex(s.ifindex)
+	if err != nil {
 		return fmt.Errorf("-i %s: the interface was removed", s.iface)
 	}
-	if !s.down {
-		s.down = true
+	if soErr == int(unix.ENETDOWN) && iface.Flags&net.FlagUp == 0 && s.state.down.CompareAndSwap(false, true) {
 		s.logf("-i %s: the interface went down; capturing resumes when it is up again", s.iface)
 	}
 	return errTimeout
+}
+
+// checkUp says, when a block comes while the interface was down, that it
+// is up again: once, from whichever socket of the group gets a block
+// first. A block filled before the interface went down can still come
+// while it is down; that says nothing.
+func (s *liveSource) checkUp() {
+	iface, err := net.InterfaceByIndex(s.ifindex)
+	if err == nil && iface.Flags&net.FlagUp != 0 && s.state.down.CompareAndSwap(true, false) {
+		s.logf("-i %s: the interface is up again, capturing", s.iface)
+	}
 }
 
 // kernelStats reads the socket's counters. The kernel resets them on every
