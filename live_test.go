@@ -424,6 +424,7 @@ type liveNginx struct {
 	proc   *liveProc
 	dir    string
 	access string // access log
+	timing string // second access log, of log_format hltime (pairing_live_test.go)
 	errlog string
 }
 
@@ -433,7 +434,9 @@ type liveNginx struct {
 // to any method on /api and 200 "small\n" on /small; everything else is
 // nginx's own (404, 405 …). Its access log has the combined format
 // followed by the client port, the time, the Host header and the server
-// endpoint (see liveAccessLine).
+// endpoint (see liveAccessLine). A second log, timing.log, holds per
+// request the client endpoint, the connection's number and the request's
+// number on it, and nginx's $request_time (see pairAccess).
 func (tp *liveTopology) startNginx(ns string) *liveNginx {
 	t := tp.t
 	t.Helper()
@@ -448,7 +451,7 @@ func (tp *liveTopology) startNginx(ns string) *liveNginx {
 	}
 	liveWrite(t, filepath.Join(www, "hello.txt"), "hello\n")
 	liveWrite(t, filepath.Join(www, "index.html"), "<!DOCTYPE html>\n<title>httplog</title>\n<p>live test</p>\n")
-	n := &liveNginx{dir: dir, access: filepath.Join(dir, "access.log"), errlog: filepath.Join(dir, "error.log")}
+	n := &liveNginx{dir: dir, access: filepath.Join(dir, "access.log"), timing: filepath.Join(dir, "timing.log"), errlog: filepath.Join(dir, "error.log")}
 	q := strconv.Quote
 	conf := fmt.Sprintf(`# written by live_test.go
 daemon off;
@@ -459,6 +462,8 @@ events { worker_connections 256; }
 http {
 	log_format hl '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $remote_port $msec "$http_host" $server_addr $server_port';
 	access_log %s hl;
+	log_format hltime '$remote_addr $remote_port $connection $connection_requests $request_time $msec $status "$request"';
+	access_log %s hltime;
 	client_body_temp_path %s;
 	proxy_temp_path %s;
 	fastcgi_temp_path %s;
@@ -477,7 +482,7 @@ http {
 		location = /small { return 200 "small\n"; }
 	}
 }
-`, q(filepath.Join(dir, "nginx.pid")), q(n.errlog), q(n.access),
+`, q(filepath.Join(dir, "nginx.pid")), q(n.errlog), q(n.access), q(n.timing),
 		q(filepath.Join(dir, "tmp", "body")), q(filepath.Join(dir, "tmp", "proxy")),
 		q(filepath.Join(dir, "tmp", "fastcgi")), q(filepath.Join(dir, "tmp", "uwsgi")),
 		q(filepath.Join(dir, "tmp", "scgi")), q(www))

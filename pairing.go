@@ -16,9 +16,12 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // pairDepth is how many request starts one connection can have waiting.
@@ -285,18 +288,30 @@ type pairTable struct {
 
 // newPairTable makes a table for maxConns connections (at least one). The
 // index has at least twice as many slots, so probes stay short.
+//
+// Both arrays are mapped from the kernel, outside Go's heap (they hold no
+// pointers): the collector lets the heap grow by as much as is live before
+// it collects, so a table of hundreds of megabytes on the heap let as much
+// garbage pile up, and resident memory reached twice the table's size
+// (TestPairMemory). Pages are touched only as entries are used. Should the
+// mapping fail, the heap serves.
 func newPairTable(maxConns int, timeout time.Duration) *pairTable {
 	n := max(maxConns, 1)
 	slots := 2
 	for slots < 2*n {
 		slots *= 2
 	}
-	return &pairTable{
-		entries: make([]pairEntry, n),
-		index:   make([]uint32, slots),
-		mask:    uint32(slots - 1),
-		timeout: int64(timeout),
+	t := &pairTable{mask: uint32(slots - 1), timeout: int64(timeout)}
+	size := n * int(unsafe.Sizeof(pairEntry{})) // a multiple of 8: the index after it is aligned
+	mem, err := unix.Mmap(-1, 0, size+slots*4, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.entries, t.index = make([]pairEntry, n), make([]uint32, slots)
+		return t
 	}
+	t.entries = unsafe.Slice((*pairEntry)(unsafe.Pointer(&mem[0])), n)
+	t.index = unsafe.Slice((*uint32)(unsafe.Pointer(&mem[size])), slots)
+	runtime.AddCleanup(t, func(mem []byte) { unix.Munmap(mem) }, mem) // tables of tests come and go
+	return t
 }
 
 // memory is the bytes the table holds, fixed at start.

@@ -271,15 +271,30 @@ func decodeTCP(b []byte, p *packet) verdict {
 	return vTCP
 }
 
-// flowHash mixes both endpoints symmetrically (XOR does not care which is
-// the source), so both directions of a connection get the same value.
+// flowHash gives both directions of a connection the same value: each
+// endpoint is mixed on its own and the two are added, which does not care
+// which is the source. Each endpoint's mix is a bijection of its address
+// and port for IPv4 (the port above the address, then multiplications by
+// odd constants and xor-shifts), so that no client's port can cancel bits
+// of its address: XOR-ing the raw fields did, and clients numbered in
+// sequence with ports in sequence (a NAT pool, a load generator) fell on
+// a few thousand values, which made long probe runs in the pairing
+// table's index (TestFlowHashSpreads).
 func flowHash(src, dst []byte, sport, dport uint16) uint32 {
-	h := uint32(sport ^ dport)
-	for i := 0; i+4 <= len(src); i += 4 {
-		h ^= binary.BigEndian.Uint32(src[i:]) ^ binary.BigEndian.Uint32(dst[i:])
+	h := endpointMix(src, sport) + endpointMix(dst, dport)
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	return uint32(h >> 32)
+}
+
+// endpointMix mixes an address (4 or 16 bytes) and a port.
+func endpointMix(addr []byte, port uint16) uint64 {
+	h := uint64(port) << 32
+	for i := 0; i+4 <= len(addr); i += 4 {
+		h = (h ^ uint64(binary.BigEndian.Uint32(addr[i:]))) * 0xff51afd7ed558ccd
+		h ^= h >> 32
 	}
-	h *= 0x9e3779b1 // Fibonacci hashing spreads the XOR over the high bits
-	return h ^ h>>16
+	return h
 }
 
 // msgKind tells a request from a response.
