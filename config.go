@@ -49,6 +49,7 @@ type Config struct {
 	// HTTPLOG_REDACT_PARAMS, default defaultRedactParams); RedactText as given.
 	RedactParams []string
 	RedactText   string
+	Metrics      string // -metrics, HTTPLOG_METRICS, default "" (off): HOST:PORT of /metrics
 
 	Pair        bool          // -pair, HTTPLOG_PAIR: pair responses with requests, response time on CR/SR lines
 	PairTimeout time.Duration // -pair_timeout, HTTPLOG_PAIR_TIMEOUT, default 30s: a request unanswered this long is given up
@@ -211,6 +212,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 	str(&c.Format, "format", "HTTPLOG_FORMAT", "text", "Log format: text (one line per HTTP start) or json (one ECS JSON object per line, in .json files)")
 	boolean(&c.Redact, "redact", "HTTPLOG_REDACT", "If true, write the values of the -redact_params query parameters, and user:password@ of absolute URIs, as REDACTED")
 	str(&c.RedactText, "redact_params", "HTTPLOG_REDACT_PARAMS", defaultRedactParams, "Query parameter names (comma-separated, any case) whose values -redact hides")
+	str(&c.Metrics, "metrics", "HTTPLOG_METRICS", "", "Serve Prometheus metrics (/metrics) and /healthz on this HOST:PORT, e.g. 127.0.0.1:9731 (default off)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -320,6 +322,25 @@ func (c *Config) validate() error {
 	}
 	if c.RedactParams, err = parseRedactParams(c.RedactText); err != nil {
 		return fmt.Errorf("invalid value %q for %s: %v", shorten(c.RedactText), c.source("redact_params"), err)
+	}
+	if err := checkMetricsAddr(c.Metrics); err != nil {
+		return fmt.Errorf("invalid value %q for %s: %v", c.Metrics, c.source("metrics"), err)
+	}
+	return nil
+}
+
+// checkMetricsAddr checks the form of -metrics: empty (off), or HOST:PORT
+// with a decimal port (0: any free port, named in the start message).
+func checkMetricsAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("not HOST:PORT (127.0.0.1:9731; :9731 for every address)")
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
 	return nil
 }
@@ -441,11 +462,12 @@ func chooseDevice(c *Config, ifaces []net.Interface) (string, error) {
 }
 
 // checkConfig is -check: it looks for what would stop a start after the
-// configuration is loaded (the log directory, the interface and the
-// permission to capture on it, or the capture file) in the order a start
-// meets them, with the same messages, but opens no capture socket and
-// creates nothing. It returns a one-line summary of what would run, which
-// ends in "lines to " and destination(cfg), then " (new directory)" if
+// configuration is loaded (the log directory, the -metrics address, the
+// interface and the permission to capture on it, or the capture file) in
+// the order a start meets them, with the same messages, but opens no
+// capture socket and creates nothing. It returns a one-line summary of
+// what would run, which ends in "lines to " and destination(cfg), then
+// " (new directory)" if
 // the directory does not exist yet: start_httplog.sh reads it from there.
 // With -u it becomes that user, as a start would, to check the directory
 // as the user: the process can never be root again (httplog -check exits
@@ -463,6 +485,13 @@ func checkConfig(cfg *Config) (string, error) {
 			return "", err
 		}
 	}
+	// The -metrics address is bound and let go at once: another program
+	// may take it before the start, but one that holds it now is found.
+	m, err := listenMetrics(cfg.Metrics)
+	if err != nil {
+		return "", err
+	}
+	m.close()
 	var b strings.Builder
 	if cfg.ReadFile != "" {
 		// Only a regular file is opened: opening a pipe would block, or
@@ -503,7 +532,11 @@ func checkConfig(cfg *Config) (string, error) {
 		}
 		fmt.Fprintf(&b, ", %s", a)
 	}
-	fmt.Fprintf(&b, ", ports %s, snaplen %d, %d parser(s)%s, lines to %s", portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, formatText(cfg), destination(cfg))
+	fmt.Fprintf(&b, ", ports %s, snaplen %d, %d parser(s)%s, ", portText(cfg.Ports), cfg.Snaplen, cfg.Parsers, formatText(cfg))
+	if cfg.Metrics != "" {
+		fmt.Fprintf(&b, "metrics on %s, ", cfg.Metrics)
+	}
+	fmt.Fprintf(&b, "lines to %s", destination(cfg))
 	if missing {
 		b.WriteString(" (new directory)")
 	}

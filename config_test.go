@@ -76,6 +76,8 @@ func TestConfigAccepted(t *testing.T) {
 		{"-redact_params '' empties the list", []string{"-redact", "-redact_params", ""}, nil, func(c *Config) bool {
 			return c.RedactParams == nil && c.lineFormat().redact != nil
 		}},
+		{"-metrics on every address", []string{"-metrics", ":9731"}, nil, func(c *Config) bool { return c.Metrics == ":9731" }},
+		{"-metrics on any free port", nil, map[string]string{"HTTPLOG_METRICS": "[::1]:0"}, func(c *Config) bool { return c.Metrics == "[::1]:0" }},
 		{"a mapped IPv4 address is the address", []string{"-local", "::ffff:10.0.0.2/128, ::ffff:192.168.0.0/112, ::ffff:10.0.0.3"}, nil, func(c *Config) bool {
 			return reflect.DeepEqual(c.Local, []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32"), netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("10.0.0.3/32")})
 		}},
@@ -149,6 +151,9 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"-p", "65536"}, nil, `invalid value "65536" for flag -p: "65536" is not a port (1-65535) or any`},
 		{[]string{"-local", "10.0.0.300"}, nil, `invalid value "10.0.0.300" for flag -local: "10.0.0.300" is not an IP address or CIDR`},
 		{[]string{"-d", ""}, nil, `invalid value "" for flag -d: a directory, or - for standard output`},
+		{[]string{"-metrics", "9731"}, nil, `invalid value "9731" for flag -metrics: not HOST:PORT (127.0.0.1:9731; :9731 for every address)`},
+		{[]string{"-metrics", "127.0.0.1:http"}, nil, `invalid value "127.0.0.1:http" for flag -metrics: port "http" is not a number from 0 to 65535`},
+		{nil, map[string]string{"HTTPLOG_METRICS": "localhost:65536"}, `invalid value "localhost:65536" for variable HTTPLOG_METRICS (for -metrics): port "65536" is not a number from 0 to 65535`},
 		{[]string{"-log_split=maybe"}, nil, `invalid boolean value "maybe" for -log_split: parse error`},
 		{[]string{"-x"}, nil, `flag provided but not defined: -x`},
 		{[]string{"eth1"}, nil, `unexpected argument "eth1": every setting is a flag (see -h)`},
@@ -267,6 +272,7 @@ func TestRunExitCodes(t *testing.T) {
 		"  -pair\n    \tIf true, pair each response with its request",
 		"  -pair_timeout duration\n    \tWith -pair, give up a request unanswered for this long (default 30s)",
 		"  -pair_max int\n    \tWith -pair, connections remembered at most (memory is fixed at start) (default 262144)",
+		"  -metrics string\n    \tServe Prometheus metrics (/metrics) and /healthz on this HOST:PORT",
 	} {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("-h lacks %q:\n%s", want, errOut.String())

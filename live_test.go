@@ -44,8 +44,10 @@ var liveTools = map[string]string{
 // liveMoreTools are programs only some live tests run (the end-to-end
 // tests of e2e_test.go), with their Debian packages.
 var liveMoreTools = map[string]string{
-	"wrk":       "wrk",
-	"tcpreplay": "tcpreplay",
+	"wrk":        "wrk",
+	"tcpreplay":  "tcpreplay",
+	"prometheus": "prometheus", // prometheus_test.go
+	"promtool":   "prometheus",
 	// install_test.go and privilege_test.go
 	"systemd-analyze": "systemd",
 	"logrotate":       "logrotate",

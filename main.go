@@ -35,6 +35,8 @@
 //	                user:password@ of absolute URIs, as REDACTED (HTTPLOG_REDACT)
 //	-redact_params list  the parameter names -redact hides, any case
 //	                (HTTPLOG_REDACT_PARAMS, default password,token,key,sig,… in README.md)
+//	-metrics addr   serve Prometheus metrics (/metrics) and /healthz on
+//	                HOST:PORT, e.g. 127.0.0.1:9731 (HTTPLOG_METRICS, default off)
 //	-v              print the version and exit
 //	-check          check the configuration, the log directory and the interface
 //	                (creating and capturing nothing), print "configuration OK: ..."
@@ -54,7 +56,8 @@
 // batches (capture.go, ring.go) → bounded channels → -cpu parser
 // goroutines, chosen by a symmetric hash of the connection so that its
 // lines stay in order (parser.go) → one writer goroutine that owns the
-// files (logger.go). Every counter is in one registry (metrics.go).
+// files (logger.go). Every counter is in one registry (metrics.go), which
+// the statistics line and -metrics's /metrics read.
 package main
 
 import (
@@ -174,7 +177,12 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	if err != nil {
 		return fail(err)
 	}
-	defer lock.Close() // held until the writer is done; the kernel drops it if httplog dies
+	defer lock.Close()                         // held until the writer is done; the kernel drops it if httplog dies
+	metrics, err := listenMetrics(cfg.Metrics) // nil without -metrics
+	if err != nil {
+		return fail(err)
+	}
+	defer metrics.close()
 	srcs, locals, err := openSource(cfg, logger)
 	if err != nil {
 		return fail(err)
@@ -187,8 +195,8 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 		}
 		defer stop()
 	}
-	// What needs root is open (a metrics listener would be bound before
-	// this too): from here on httplog is the user of -u.
+	// What needs root is open (the metrics listener too, so a port below
+	// 1024 can be had): from here on httplog is the user of -u.
 	as, err := switchUser(cfg.Account, cfg.Dir)
 	if err != nil {
 		closeSources(srcs)
@@ -196,7 +204,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	}
 	localPtr := followLocals(ctx, cfg, locals, logger)
 
-	reg := &registry{}
+	reg := &registry{pair: cfg.Pair}
 	wc := writerConfig{dir: cfg.Dir, split: cfg.Split, ext: cfg.fileExt(), out: stdout, log: logger, lock: lock}
 	lines, lineFree, written := startWriter(wc, reg.newSet(), cfg.Parsers, reopen)
 	// Enough packet batches that a reader never waits for one while the
@@ -204,11 +212,12 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	// and one being filled by each reader.
 	pktFree := newPacketBatches(cfg.Parsers * (queueDepth + 1 + len(srcs)))
 	pairs := newPairWorkers(cfg, reg) // nil without -pair
-	queues := startParsers(cfg.Parsers, localPtr, cfg.Location, cfg.lineFormat(), pktFree, lines, lineFree, pairs)
+	queues := startParsers(cfg.Parsers, reg, localPtr, cfg.Location, cfg.lineFormat(), pktFree, lines, lineFree, pairs)
 	report := func() { logger.Print(statsLine(reg.read(), cfg.Pair)) }
 	read := startReaders(ctx, srcs, readerSettings(cfg, report), queues, pktFree, reg)
-	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d reader(s), %d parser(s) on %d CPU(s)%s, lines to %s%s%s",
-		version, srcs[0].describe(), portText(cfg.Ports), cfg.Snaplen, len(srcs), cfg.Parsers, runtime.GOMAXPROCS(0), formatText(cfg), destination(cfg), pairText(cfg, pairs), as)
+	metrics.serve(reg, runInfo(srcs, cfg.Parsers), logger)
+	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d reader(s), %d parser(s) on %d CPU(s)%s, lines to %s%s%s%s",
+		version, srcs[0].describe(), portText(cfg.Ports), cfg.Snaplen, len(srcs), cfg.Parsers, runtime.GOMAXPROCS(0), formatText(cfg), destination(cfg), pairText(cfg, pairs), as, metrics.describe())
 
 	readErr := <-read
 	<-written
@@ -288,4 +297,15 @@ func formatText(cfg *Config) string {
 		s += fmt.Sprintf(", redacting %d query parameter names and user:password@", len(cfg.RedactParams))
 	}
 	return s
+}
+
+// runInfo is what /metrics shows of the run's sources and parsers.
+func runInfo(srcs []packetSource, parsers int) metricsInfo {
+	info := metricsInfo{readers: len(srcs), parsers: parsers}
+	for _, s := range srcs {
+		if l, ok := s.(*liveSource); ok {
+			info.ringBytes += l.g.blockSize * l.g.numBlocks
+		}
+	}
+	return info
 }

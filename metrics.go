@@ -1,19 +1,36 @@
 package main
 
 // The counters. Every number of the statistics line is defined once, here:
-// its name, its meaning, and who keeps it. The statistics line and the
-// tests read them through one registry, and so will /metrics.
+// its name, its meaning, and who keeps it. The statistics line, /metrics
+// (-metrics) and the tests read them through one registry.
 //
 // Like the kernel's per-CPU statistics, each goroutine that counts keeps
 // its own set and nobody else writes it; a reading sums the sets. The
 // reader counts every frame in plain variables and publishes them to its
 // set now and then (publishEvery), so the per-packet path does no atomic
-// operation; the writer adds to its set once per batch.
+// operation; the writer adds to its set once per batch; a parser counts
+// its messages by label in plain variables and publishes those that
+// changed after each batch. No reading takes a lock: the lists of sets
+// are replaced whole when a set is added, never changed in place.
+//
+// At the end of the file, the exposition of the registry in Prometheus'
+// text format and the HTTP server of -metrics.
 
 import (
+	"bufio"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // counterID names one counter.
@@ -50,17 +67,19 @@ const (
 // counterDef describes a counter.
 type counterDef struct {
 	name string // in the statistics line
-	help string // what it counts
+	help string // what it counts; the HELP of httplog_<name>_total in /metrics
 	// outcome: one of the ends a frame read can come to; at exit the
 	// outcomes add up to cPackets exactly.
 	outcome bool
 }
 
 // counterDefs: one row per counter. Kept by: the reader (frames and their
-// fate, the kernel's counts), the writer (lines by type, losses).
+// fate, the kernel's counts), the writer (lines by type, losses). In
+// /metrics each is httplog_<name>_total, but CQ, CR, SQ and SR, which are
+// the series of httplog_http_messages_total{type}.
 var counterDefs = [numCounters]counterDef{
 	cPackets:       {"packets", "frames read from the ring or the file", false},
-	cBytes:         {"bytes", "their length on the wire", false},
+	cBytes:         {"bytes", "length on the wire of the frames read", false},
 	cCQ:            {"CQ", "request lines to a local server (written or lost)", true},
 	cCR:            {"CR", "response lines of a local server (written or lost)", true},
 	cSQ:            {"SQ", "request lines to a remote server (written or lost)", true},
@@ -111,26 +130,48 @@ func (s *counterSet) publish(v *counterValues) {
 
 // registry holds the counter sets of every counting goroutine.
 type registry struct {
-	mu   sync.Mutex
-	sets []*counterSet
+	mu      sync.Mutex // serialises adding sets; a reading never takes it
+	sets    atomic.Pointer[[]*counterSet]
+	parsers atomic.Pointer[[]*parserSet]
+	// pair: the parsers pair responses with requests (-pair): their sets
+	// have response time histograms, and /metrics shows the pairing
+	// counters. Set before the first parser set is made.
+	pair bool
+}
+
+// addSet adds s to the list *p. The list is copied, so a reading that
+// holds the old one goes on undisturbed.
+func addSet[T any](mu *sync.Mutex, p *atomic.Pointer[[]*T], s *T) {
+	mu.Lock()
+	defer mu.Unlock()
+	var list []*T
+	if old := p.Load(); old != nil {
+		list = *old
+	}
+	list = append(slices.Clip(list), s)
+	p.Store(&list)
+}
+
+// loadSets returns the list *p holds now.
+func loadSets[T any](p *atomic.Pointer[[]*T]) []*T {
+	if l := p.Load(); l != nil {
+		return *l
+	}
+	return nil
 }
 
 // newSet adds a set for one more counting goroutine.
 func (r *registry) newSet() *counterSet {
 	s := &counterSet{}
-	r.mu.Lock()
-	r.sets = append(r.sets, s)
-	r.mu.Unlock()
+	addSet(&r.mu, &r.sets, s)
 	return s
 }
 
 // read sums every set. Safe while the counting goroutines run; exact once
-// they have returned.
+// they have returned. It takes no lock.
 func (r *registry) read() counterValues {
 	var sum counterValues
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, s := range r.sets {
+	for _, s := range loadSets(&r.sets) {
 		for i := range sum {
 			sum[i] += s.v[i].Load()
 		}
@@ -157,4 +198,611 @@ func statsLine(v counterValues, pair bool) string {
 		b = strconv.AppendUint(b, v[id], 10)
 	}
 	return string(b)
+}
+
+// Labels of the messages' counts. Every label has a fixed few values, so
+// that no label grows with the traffic (no URL, host or address).
+
+// Request methods: the nine httpStart knows (methodGET…methodCONNECT of
+// pairing.go), and _OTHER.
+const numMethods = methodCONNECT + 1
+
+var methodNames = [numMethods]string{"_OTHER", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "CONNECT"}
+
+// Status classes of responses: other (a status line without a code from
+// 100 to 599), then 1xx to 5xx.
+const numClasses = 6
+
+var classNames = [numClasses]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// statusOf reads the status code of a status line ("HTTP/1.1 200 OK"):
+// the three digits after its first space, followed by a space or the
+// end; 0 when there are none.
+func statusOf(line []byte) int {
+	sp := 0
+	for sp < len(line) && line[sp] != ' ' {
+		sp++
+	}
+	if len(line) < sp+4 || len(line) > sp+4 && line[sp+4] != ' ' {
+		return 0
+	}
+	code := 0
+	for _, c := range line[sp+1 : sp+4] {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		code = code*10 + int(c-'0')
+	}
+	return code
+}
+
+// statusClass is the index in classNames of a status code.
+func statusClass(code int) int {
+	if code < 100 || code > 599 {
+		return 0
+	}
+	return code / 100
+}
+
+// parserCounts is what a parser counts of its messages for /metrics, in
+// plain variables: requests by type (CQ, SQ) and method, responses by
+// type (CR, SR) and status class. The rows of the other types stay 0.
+type parserCounts struct {
+	requests  [numTypes][numMethods]uint64
+	responses [numTypes][numClasses]uint64
+}
+
+// count counts one message of type t and kind, whose start line is start.
+func (c *parserCounts) count(t lineType, kind msgKind, start []byte) {
+	if kind == request {
+		c.requests[t][methodOf(start)]++
+		return
+	}
+	c.responses[t][statusClass(statusOf(start))]++
+}
+
+// parserSet is what one parser publishes for /metrics: its counts, and
+// with -pair its response time histograms. Only that parser writes it.
+type parserSet struct {
+	requests  [numTypes][numMethods]atomic.Uint64
+	responses [numTypes][numClasses]atomic.Uint64
+	durations *durationSet // nil without -pair
+}
+
+// newParserSet adds a set for one more parser.
+func (r *registry) newParserSet() *parserSet {
+	s := &parserSet{}
+	if r.pair {
+		s.durations = &durationSet{}
+	}
+	addSet(&r.mu, &r.parsers, s)
+	return s
+}
+
+// publish stores the counts that changed since the last publish: a
+// batch's messages touch a few of them.
+func (s *parserSet) publish(c *parserCounts) {
+	for t := range c.requests {
+		storeChanged(s.requests[t][:], c.requests[t][:])
+		storeChanged(s.responses[t][:], c.responses[t][:])
+	}
+}
+
+// storeChanged stores each value of src that differs from dst's. Only the
+// owner stores into dst, so what it loads is what it stored last.
+func storeChanged(dst []atomic.Uint64, src []uint64) {
+	for i, v := range src {
+		if dst[i].Load() != v {
+			dst[i].Store(v)
+		}
+	}
+}
+
+// Response time histograms (-pair): http_server_request_duration_seconds
+// for local servers (CQ to CR) and http_client_request_duration_seconds
+// for remote ones (SQ to SR), by method and status code.
+
+// durationBounds are the upper bounds of the buckets, in nanoseconds:
+// OpenTelemetry's default for http.server.request.duration, 5 ms to 10 s.
+var durationBounds = [...]int64{5e6, 10e6, 25e6, 50e6, 75e6, 100e6, 250e6, 500e6, 750e6, 1e9, 2.5e9, 5e9, 7.5e9, 10e9}
+
+const (
+	numBuckets = len(durationBounds) + 1 // the last one is +Inf
+	// Status code labels: 100…599 at index code-100, and _OTHER for any
+	// other code or none.
+	statusOther = 500
+	numStatus   = 501
+	// maxHistograms is how many series (side, method, status code) a
+	// parser can tell apart: they are numbered in a byte. Real servers
+	// answer with a few dozen; when the rest are needed for the _OTHER
+	// series (one per side and method), a new code counts as _OTHER.
+	maxHistograms = 255
+)
+
+// histKey names a series: side 0 is the server histogram (CR), 1 the
+// client one (SR); status is the status label's index.
+type histKey struct {
+	side, method uint8
+	status       uint16
+}
+
+// histogram is one series of a parser.
+type histogram struct {
+	key     histKey                   // written before the series is counted in used
+	buckets [numBuckets]atomic.Uint64 // observations in each bucket, not cumulative
+	sum     atomic.Uint64             // nanoseconds
+}
+
+// durationSet is one parser's histograms: 45 KB, made only with -pair.
+// Series are taken from hist in the order they are first seen.
+type durationSet struct {
+	index [2][numMethods][numStatus]uint8 // 1 + the series' place in hist; 0: none yet. The parser's alone
+	used  atomic.Uint32                   // series in hist; a reading looks at hist[:used]
+	hist  [maxHistograms]histogram
+}
+
+// observe counts one response time: rt nanoseconds from a request of
+// method (methodOf) to its response of type t (CR or SR) with status code
+// status. A negative time (the capture clock stepped back) counts as 0.
+// It allocates nothing and takes no lock; only its parser calls it.
+func (d *durationSet) observe(t lineType, method uint8, status int, rt int64) {
+	st := statusOther
+	if 100 <= status && status <= 599 {
+		st = status - 100
+	}
+	if method >= numMethods {
+		method = methodOther
+	}
+	h := d.series(uint8(t/2), method, st)
+	b := 0
+	for b < len(durationBounds) && rt > durationBounds[b] {
+		b++
+	}
+	h.buckets[b].Add(1)
+	h.sum.Add(uint64(max(rt, 0)))
+}
+
+// series returns the histogram of a series, taking the next free one for
+// a series not seen before.
+func (d *durationSet) series(side, method uint8, st int) *histogram {
+	i := d.index[side][method][st]
+	if i == 0 {
+		n := d.used.Load()
+		if st != statusOther && n >= maxHistograms-2*uint32(numMethods) {
+			return d.series(side, method, statusOther)
+		}
+		d.hist[n].key = histKey{side, method, uint16(st)}
+		d.used.Store(n + 1)
+		i = uint8(n + 1)
+		d.index[side][method][st] = i
+	}
+	return &d.hist[i-1]
+}
+
+// histValues is one series read, summed over the parsers.
+type histValues struct {
+	key     histKey
+	buckets [numBuckets]uint64
+	sum     uint64 // nanoseconds
+}
+
+// readDurations sums the series of every parser, in the order of side,
+// method and status code.
+func (r *registry) readDurations() []histValues {
+	byKey := map[histKey]*histValues{}
+	for _, s := range loadSets(&r.parsers) {
+		d := s.durations
+		if d == nil {
+			continue
+		}
+		for i := range d.used.Load() {
+			h := &d.hist[i]
+			v := byKey[h.key]
+			if v == nil {
+				v = &histValues{key: h.key}
+				byKey[h.key] = v
+			}
+			for j := range v.buckets {
+				v.buckets[j] += h.buckets[j].Load()
+			}
+			v.sum += h.sum.Load()
+		}
+	}
+	out := make([]histValues, 0, len(byKey))
+	for _, v := range byKey {
+		out = append(out, *v)
+	}
+	slices.SortFunc(out, func(a, b histValues) int {
+		return cmp.Or(cmp.Compare(a.key.side, b.key.side), cmp.Compare(a.key.method, b.key.method), cmp.Compare(a.key.status, b.key.status))
+	})
+	return out
+}
+
+// The exposition: the registry in Prometheus' text format, version 0.0.4
+// (what every Prometheus, VictoriaMetrics, Grafana Agent and
+// OpenTelemetry collector reads). Written by hand (docs/DESIGN.md says
+// why): a family is "# HELP", "# TYPE" and its samples; label values and
+// help texts are escaped as the format says.
+
+// metricsInfo is the state of the run that /metrics shows beside the
+// counters; it does not change while httplog runs.
+type metricsInfo struct {
+	ringBytes int // of the kernel rings; 0 reading a file
+	readers   int
+	parsers   int
+}
+
+// The families that are not a counter of the statistics line.
+const (
+	messagesHelp  = "HTTP start lines made, by type (CQ, CR, SQ, SR), written or lost: the statistics line's CQ, CR, SQ and SR"
+	requestsHelp  = "HTTP requests seen, by type (CQ: to a local server, SQ: to a remote one) and method"
+	responsesHelp = "HTTP responses seen, by type (CR: of a local server, SR: of a remote one) and status class (other: no status code from 100 to 599)"
+	serverHelp    = "Time from a request to a local server to its response, as captured (CQ to CR; -pair)"
+	clientHelp    = "Time from a request to a remote server to its response, as captured (SQ to SR; -pair)"
+)
+
+var histogramNames = [2]string{"http_server_request_duration_seconds", "http_client_request_duration_seconds"}
+
+// bucketLabels are the le labels of the buckets, in seconds.
+var bucketLabels = func() (l [numBuckets]string) {
+	for i, ns := range durationBounds {
+		l[i] = strconv.FormatFloat(float64(ns)/1e9, 'g', -1, 64)
+	}
+	l[len(durationBounds)] = "+Inf"
+	return l
+}()
+
+// appendMetrics appends the exposition of everything reg counts and of
+// info. It reads atomics only.
+func appendMetrics(b []byte, reg *registry, info metricsInfo) []byte {
+	v := reg.read()
+	for id, def := range counterDefs {
+		switch counterID(id) {
+		case cCQ:
+			name := "httplog_http_messages_total"
+			b = appendHeader(b, name, messagesHelp, "counter")
+			for t := range numTypes {
+				b = appendUint(appendSeries(b, name, "type", t.String()), v[lineCounter(t)])
+			}
+		case cCR, cSQ, cSR: // in the family of cCQ
+		default:
+			if isPairCounter(counterID(id)) && !reg.pair {
+				continue // as in the statistics line
+			}
+			name := "httplog_" + def.name + "_total"
+			b = appendHeader(b, name, def.help, "counter")
+			b = appendUint(appendSeries(b, name), v[id])
+		}
+	}
+
+	var counts parserCounts
+	for _, s := range loadSets(&reg.parsers) {
+		for t := range counts.requests {
+			for m := range counts.requests[t] {
+				counts.requests[t][m] += s.requests[t][m].Load()
+			}
+			for c := range counts.responses[t] {
+				counts.responses[t][c] += s.responses[t][c].Load()
+			}
+		}
+	}
+	name := "httplog_http_requests_total"
+	b = appendHeader(b, name, requestsHelp, "counter")
+	for _, t := range []lineType{typeCQ, typeSQ} {
+		for m, n := range counts.requests[t] {
+			if uint8(m) != methodOther || n > 0 { // requests come with one of the nine
+				b = appendUint(appendSeries(b, name, "type", t.String(), "method", methodNames[m]), n)
+			}
+		}
+	}
+	name = "httplog_http_responses_total"
+	b = appendHeader(b, name, responsesHelp, "counter")
+	for _, t := range []lineType{typeCR, typeSR} {
+		for c, n := range counts.responses[t] {
+			b = appendUint(appendSeries(b, name, "type", t.String(), "class", classNames[c]), n)
+		}
+	}
+
+	for _, g := range []struct {
+		name, help string
+		v          int
+	}{
+		{"httplog_ring_bytes", "Size of the kernel capture rings in bytes (0 reading a file)", info.ringBytes},
+		{"httplog_readers", "Reader goroutines, one per packet source (-readers)", info.readers},
+		{"httplog_parsers", "Parser goroutines (-cpu)", info.parsers},
+	} {
+		b = appendHeader(b, g.name, g.help, "gauge")
+		b = appendUint(appendSeries(b, g.name), uint64(g.v))
+	}
+	name = "httplog_build_info"
+	b = appendHeader(b, name, "The version of httplog and of the Go it was built with", "gauge")
+	b = appendUint(appendSeries(b, name, "version", version, "goversion", runtime.Version()), 1)
+
+	if reg.pair {
+		b = appendDurations(b, reg.readDurations())
+	}
+	return b
+}
+
+// appendDurations appends the two histogram families; series are sorted
+// by side.
+func appendDurations(b []byte, series []histValues) []byte {
+	for side, name := range histogramNames {
+		b = appendHeader(b, name, [2]string{serverHelp, clientHelp}[side], "histogram")
+		for _, h := range series {
+			if int(h.key.side) != side {
+				continue
+			}
+			status := "_OTHER"
+			if h.key.status != statusOther {
+				status = strconv.Itoa(100 + int(h.key.status))
+			}
+			method := methodNames[h.key.method]
+			var count uint64
+			for i, n := range h.buckets {
+				count += n
+				b = appendSeries(b, name+"_bucket", "http_request_method", method, "http_response_status_code", status, "le", bucketLabels[i])
+				b = appendUint(b, count)
+			}
+			b = appendSeries(b, name+"_sum", "http_request_method", method, "http_response_status_code", status)
+			b = append(strconv.AppendFloat(b, float64(h.sum)/1e9, 'g', -1, 64), '\n')
+			b = appendUint(appendSeries(b, name+"_count", "http_request_method", method, "http_response_status_code", status), count)
+		}
+	}
+	return b
+}
+
+// appendHeader appends the HELP and TYPE lines of a family. In help, a
+// backslash is written \\ and a line break \n.
+func appendHeader(b []byte, name, help, typ string) []byte {
+	b = append(b, "# HELP "...)
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = appendEscapedText(b, help, false)
+	b = append(b, "\n# TYPE "...)
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = append(b, typ...)
+	return append(b, '\n')
+}
+
+// appendSeries appends a sample's name and labels, given as name and value
+// pairs, and the space before its value.
+func appendSeries(b []byte, name string, labels ...string) []byte {
+	b = append(b, name...)
+	for i := 0; i+1 < len(labels); i += 2 {
+		if i == 0 {
+			b = append(b, '{')
+		} else {
+			b = append(b, ',')
+		}
+		b = append(b, labels[i]...)
+		b = append(b, '=', '"')
+		b = appendEscapedText(b, labels[i+1], true)
+		b = append(b, '"')
+	}
+	if len(labels) > 0 {
+		b = append(b, '}')
+	}
+	return append(b, ' ')
+}
+
+func appendUint(b []byte, v uint64) []byte {
+	return append(strconv.AppendUint(b, v, 10), '\n')
+}
+
+// appendEscapedText escapes s as the text format wants: a backslash as
+// \\, a line break as \n, and in a label value (quoted) a double quote
+// as \".
+func appendEscapedText(b []byte, s string, quoted bool) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			b = append(b, '\\', '\\')
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '"' && quoted:
+			b = append(b, '\\', '"')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// The HTTP server of -metrics: two read-only pages, one answer per
+// connection. It is written here rather than taken from net/http, which
+// would double the size of the binary (docs/DESIGN.md): a request is its
+// head (at most maxRequestHead bytes, read within scrapeTimeout), the
+// answer has a Content-Length and closes the connection, and at most
+// maxScrapers connections are open at once; more are closed at once.
+
+const (
+	maxRequestHead = 8 << 10 // a scraper's request line and headers take a few hundred bytes
+	scrapeTimeout  = 10 * time.Second
+	maxScrapers    = 16 // Prometheus scrapes over one connection at a time; a few more for people
+)
+
+// metricsServer is the HTTP server of -metrics. A nil one (no -metrics)
+// does nothing.
+type metricsServer struct {
+	ln   net.Listener
+	stop func() // set by serve
+}
+
+// listenMetrics binds the address of -metrics; nil for "". The error
+// names the flag and the address.
+func listenMetrics(addr string) (*metricsServer, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-metrics %s: %v", addr, err)
+	}
+	return &metricsServer{ln: ln}, nil
+}
+
+// describe is the start message's part for -metrics: where it serves.
+func (m *metricsServer) describe() string {
+	if m == nil {
+		return ""
+	}
+	return fmt.Sprintf(", metrics on http://%s/metrics", m.ln.Addr())
+}
+
+// close stops serving, or closes the listener if serve was not called.
+func (m *metricsServer) close() {
+	switch {
+	case m == nil:
+	case m.stop != nil:
+		m.stop()
+	default:
+		m.ln.Close()
+	}
+}
+
+// serve answers on goroutines of its own until close.
+func (m *metricsServer) serve(reg *registry, info metricsInfo, logger *log.Logger) {
+	if m != nil {
+		m.stop = serveMetrics(m.ln, reg, info, logger)
+	}
+}
+
+// page is an answer: status code and reason, content type, body.
+type page struct {
+	status string // "200 OK"
+	ctype  string
+	body   []byte
+	allow  bool // 405: name the methods allowed
+}
+
+// metricsPage answers the request line of a request: GET or HEAD of
+// /metrics (the exposition) or /healthz ("ok"); 404 for another path, 405
+// for another method, 400 for a line that is not an HTTP/1 request.
+func metricsPage(line string, reg *registry, info metricsInfo) page {
+	method, rest, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || !strings.HasPrefix(proto, "HTTP/1.") || target == "" {
+		return page{status: "400 Bad Request", ctype: "text/plain; charset=utf-8", body: []byte("bad request\n")}
+	}
+	if scheme, after, ok := strings.Cut(target, "://"); ok && !strings.Contains(scheme, "/") {
+		target = "/" // absolute form (RFC 9112 section 3.2.2): the path after the host
+		if i := strings.IndexByte(after, '/'); i >= 0 {
+			target = after[i:]
+		}
+	}
+	target, _, _ = strings.Cut(target, "?")
+	var p page
+	switch target {
+	case "/metrics":
+		p = page{status: "200 OK", ctype: "text/plain; version=0.0.4; charset=utf-8"}
+		if method == "GET" || method == "HEAD" {
+			p.body = appendMetrics(make([]byte, 0, 16<<10), reg, info)
+		}
+	case "/healthz":
+		p = page{status: "200 OK", ctype: "text/plain; charset=utf-8", body: []byte("ok\n")}
+	default:
+		return page{status: "404 Not Found", ctype: "text/plain; charset=utf-8", body: []byte("not found: /metrics or /healthz\n")}
+	}
+	if method != "GET" && method != "HEAD" {
+		return page{status: "405 Method Not Allowed", ctype: "text/plain; charset=utf-8", body: []byte("GET or HEAD\n"), allow: true}
+	}
+	return p
+}
+
+// serveMetrics answers connections to ln on goroutines of its own until
+// stop is called; stop closes the listener and every open connection, and
+// returns when all of them have ended.
+func serveMetrics(ln net.Listener, reg *registry, info metricsInfo, logger *log.Logger) (stop func()) {
+	var (
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+		wg    sync.WaitGroup
+	)
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err != nil {
+				// Out of descriptors or memory: wait for some to be freed,
+				// instead of spinning (net/http does the same).
+				logger.Printf("-metrics %s: %v", ln.Addr(), err)
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			mu.Lock()
+			if len(conns) >= maxScrapers {
+				mu.Unlock()
+				c.Close()
+				continue
+			}
+			conns[c] = true
+			wg.Add(1)
+			mu.Unlock()
+			go func() {
+				defer wg.Done()
+				answer(c, reg, info)
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			}()
+		}
+	}()
+	return func() {
+		ln.Close()
+		<-accepted
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+}
+
+// answer reads the head of one request from c, writes the answer, and
+// closes c.
+func answer(c net.Conn, reg *registry, info metricsInfo) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(scrapeTimeout))
+	r := bufio.NewReaderSize(io.LimitReader(c, maxRequestHead), 1024)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return // closed, too long or too slow: nobody to answer
+	}
+	// The whole head is read before answering: closing a socket with
+	// unread bytes makes the kernel reset the connection, which can lose
+	// the answer.
+	for {
+		h, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if h == "\r\n" || h == "\n" {
+			break
+		}
+	}
+	p := metricsPage(strings.TrimRight(line, "\r\n"), reg, info)
+	head := make([]byte, 0, 256)
+	head = append(head, "HTTP/1.1 "...)
+	head = append(head, p.status...)
+	head = append(head, "\r\nDate: "...)
+	head = time.Now().UTC().AppendFormat(head, "Mon, 02 Jan 2006 15:04:05 GMT")
+	head = append(head, "\r\nContent-Type: "...)
+	head = append(head, p.ctype...)
+	head = append(head, "\r\nContent-Length: "...)
+	head = strconv.AppendInt(head, int64(len(p.body)), 10)
+	if p.allow {
+		head = append(head, "\r\nAllow: GET, HEAD"...)
+	}
+	head = append(head, "\r\nConnection: close\r\n\r\n"...)
+	if !strings.HasPrefix(line, "HEAD ") {
+		head = append(head, p.body...)
+	}
+	c.Write(head)
 }

@@ -37,7 +37,8 @@ const expireSteps = 4
 
 // Method codes of a waiting request. Only HEAD (its response has no body)
 // and CONNECT (a 2xx answer turns the connection into a tunnel) change
-// the pairing; the others are kept for the JSON lines of issue 10.
+// the pairing; all of them label the response times of /metrics, and are
+// kept for the JSON lines of issue 10.
 const (
 	methodOther uint8 = iota
 	methodGET
@@ -284,6 +285,15 @@ type pairTable struct {
 	newest, oldest uint32   // ends of the LRU list (entry index + 1)
 	timeout        int64    // -pair_timeout in nanoseconds
 	stats          pairStats
+	// pairedNow is what the last response given to response paired for
+	// the first time answered: the request's method and the response's
+	// status code, for the response time histograms of /metrics. ok is
+	// false after a response that paired nothing new (a copy too).
+	pairedNow struct {
+		ok     bool
+		method uint8
+		status int
+	}
 }
 
 // newPairTable makes a table for maxConns connections (at least one). The
@@ -359,6 +369,7 @@ func (t *pairTable) request(k *pairKey, h uint32, srcLo bool, s *segment, size i
 // did. See docs/PAIRING.md for the rule.
 func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqTs int64, paired bool) {
 	interim := f.status >= 100 && f.status < 200 && f.status != 101
+	t.pairedNow.ok = false
 	v := t.find(k, h)
 	if v == 0 {
 		if interim {
@@ -436,6 +447,7 @@ func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqT
 		t.stats.interim++
 	case chosen:
 		t.stats.paired++
+		t.pairedNow.ok, t.pairedNow.method, t.pairedNow.status = true, method, f.status
 		e.head = (e.head + 1) % pairDepth
 		e.n--
 	default:
@@ -732,6 +744,15 @@ func (pw *pairWorker) time(it *pktItem, payload []byte, rec *record) bool {
 		rec.timing = unpaired
 	}
 	return true
+}
+
+// observe counts the response time of rec, a response the table has
+// paired, in d (the parser's histograms); a copy of a response paired
+// before is not counted again.
+func (pw *pairWorker) observe(rec *record, d *durationSet) {
+	if a := &pw.table.pairedNow; a.ok {
+		d.observe(rec.typ, a.method, a.status, rec.rt)
+	}
 }
 
 // publish hands the table's counters to the registry: after each batch

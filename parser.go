@@ -668,23 +668,26 @@ func breaksLine(r rune) bool {
 
 // parser is the state one parser goroutine owns.
 type parser struct {
-	locals *atomic.Pointer[localSet] // this host's addresses, followed
-	clock  *clock
-	form   lineFormat
-	rec    record
-	pair   *pairWorker // -pair: its connection table; nil without
+	locals  *atomic.Pointer[localSet] // this host's addresses, followed
+	clock   *clock
+	form    lineFormat
+	rec     record
+	pair    *pairWorker  // -pair: its connection table; nil without
+	counts  parserCounts // of the messages, for /metrics
+	metrics *parserSet   // where counts and response times are published
 }
 
 // startParsers starts n parser goroutines, each reading its own queue
 // (returned, for the readers to send to). Every parser hands its batches
 // back to free and its lines to out, which is closed after the last
-// parser has returned. With -pair, parser i owns pairs[i].
-func startParsers(n int, locals *atomic.Pointer[localSet], loc *time.Location, form lineFormat, free chan<- *pktBatch, out chan<- *lineBatch, outFree <-chan *lineBatch, pairs []pairWorker) []chan *pktBatch {
+// parser has returned. Each counts into a set of its own in reg; with
+// -pair, parser i owns pairs[i].
+func startParsers(n int, reg *registry, locals *atomic.Pointer[localSet], loc *time.Location, form lineFormat, free chan<- *pktBatch, out chan<- *lineBatch, outFree <-chan *lineBatch, pairs []pairWorker) []chan *pktBatch {
 	queues := make([]chan *pktBatch, n)
 	var wg sync.WaitGroup
 	for i := range queues {
 		queues[i] = make(chan *pktBatch, queueDepth)
-		p := &parser{locals: locals, clock: newClock(loc), form: form}
+		p := &parser{locals: locals, clock: newClock(loc), form: form, metrics: reg.newParserSet()}
 		if pairs != nil {
 			p.pair = &pairs[i]
 		}
@@ -709,7 +712,8 @@ func startParsers(n int, locals *atomic.Pointer[localSet], loc *time.Location, f
 	return queues
 }
 
-// batch appends the lines of the packets of b to lb.
+// batch appends the lines of the packets of b to lb, and publishes the
+// counts of their messages (and with -pair their response times).
 func (p *parser) batch(b *pktBatch, lb *lineBatch) {
 	set := p.locals.Load()
 	rec := &p.rec
@@ -726,8 +730,13 @@ func (p *parser) batch(b *pktBatch, lb *lineBatch) {
 		}
 		rec.ts, rec.src, rec.dst = it.ts, it.src, it.dst
 		rec.typ = classify(it.kind, set.contains(server))
+		p.counts.count(rec.typ, it.kind, rec.msg.start)
+		if rec.timing == timed {
+			p.pair.observe(rec, p.metrics.durations)
+		}
 		var day uint32
 		lb.buf, day = p.form.append(lb.buf, rec, p.clock)
 		lb.lines = append(lb.lines, lineRef{end: uint32(len(lb.buf)), day: day, typ: rec.typ})
 	}
+	p.metrics.publish(&p.counts)
 }

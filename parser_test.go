@@ -314,7 +314,7 @@ func newPacketPath(set *localSet, form lineFormat) *packetPath {
 	return &packetPath{
 		r: newReader(nil, readerConfig{ports: []uint16{80}}, []chan *pktBatch{q}, free, &counterSet{}),
 		q: q,
-		p: &parser{locals: &locals, clock: newClock(time.UTC), form: form},
+		p: &parser{locals: &locals, clock: newClock(time.UTC), form: form, metrics: &parserSet{durations: &durationSet{}}},
 	}
 }
 
@@ -354,13 +354,19 @@ var benchFormats = map[string]lineFormat{
 	"json-redact": {json: true, redact: newRedactor(strings.Split(defaultRedactParams, ","))},
 }
 
+// TestPacketPathAllocs: the reader's and the parser's work on a frame,
+// counting for /metrics included, allocates nothing.
 func TestPacketPathAllocs(t *testing.T) {
 	for fname, form := range benchFormats {
 		pp := newPacketPath(&localSet{prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/32")}}, form)
 		for name, frame := range benchFrames {
+			before := publishedMessages(pp.p.metrics)
 			line := pp.run(frame) // warm the clock's text and the batches' buffers
 			if (name == "nonHTTP") != (len(line) == 0) {
 				t.Errorf("%s %s: line %q", fname, name, line)
+			}
+			if n := publishedMessages(pp.p.metrics) - before; n != uint64(len(pp.lb.lines)) {
+				t.Errorf("%s %s: %d messages counted for /metrics, want %d", fname, name, n, len(pp.lb.lines))
 			}
 			allocs := testing.AllocsPerRun(200, func() { pp.run(frame) })
 			if allocs != 0 {
