@@ -393,18 +393,25 @@ func TestRegistryReadsWithoutLock(t *testing.T) {
 	}
 }
 
+// serveTestMetrics serves reg's /metrics on a free port of 127.0.0.1.
+func serveTestMetrics(t *testing.T, reg *registry) *metricsServer {
+	t.Helper()
+	m, err := listenMetrics("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.serve(reg, metricsInfo{}, log.New(io.Discard, "", 0))
+	return m
+}
+
 // TestMetricsServer: Go's HTTP client, as a scraper would, gets
 // /metrics in the text format's content type and /healthz; other paths
 // and methods, and requests that are not HTTP/1, get their error; HEAD
 // gets the length of GET and no body.
 func TestMetricsServer(t *testing.T) {
-	m, err := listenMetrics("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := &registry{}
 	reg.newSet().add(cCQ, 3)
-	m.serve(reg, metricsInfo{}, log.New(io.Discard, "", 0))
+	m := serveTestMetrics(t, reg)
 	defer m.close()
 	url := "http://" + m.ln.Addr().String()
 	size := len(appendMetrics(nil, reg, metricsInfo{}))
@@ -485,13 +492,9 @@ func TestMetricsStartErrors(t *testing.T) {
 // once, a scrape still gets through while they are held, and stop ends
 // every connection and returns.
 func TestMetricsServerBounded(t *testing.T) {
-	m, err := listenMetrics("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := &registry{}
 	reg.newSet().add(cPackets, 11)
-	m.serve(reg, metricsInfo{}, log.New(io.Discard, "", 0))
+	m := serveTestMetrics(t, reg)
 	addr := m.ln.Addr().String()
 	// Silent clients hold every place but one.
 	var held []net.Conn
