@@ -217,7 +217,7 @@ var classNames = [numClasses]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // statusOf reads the status code of a status line ("HTTP/1.1 200 OK"):
 // the three digits after its first space, followed by a space or the
-// end; 0 when there are none.
+// end; 0 when there are none. Pairing reads it the same way.
 func statusOf(line []byte) int {
 	sp := 0
 	for sp < len(line) && line[sp] != ' ' {
@@ -228,7 +228,7 @@ func statusOf(line []byte) int {
 	}
 	code := 0
 	for _, c := range line[sp+1 : sp+4] {
-		if c < '0' || c > '9' {
+		if !isDigit(c) {
 			return 0
 		}
 		code = code*10 + int(c-'0')

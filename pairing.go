@@ -113,13 +113,7 @@ type framing struct {
 // section 6.3), and so do two Content-Length values that disagree.
 func parseFraming(b []byte, f *framing) {
 	line, rest := nextLine(b)
-	f.status, f.hdrLen, f.bodyLen = 0, 0, -1
-	if sp := bytes.IndexByte(line, ' '); sp >= 0 && len(line) >= sp+4 {
-		d := line[sp+1 : sp+4]
-		if isDigit(d[0]) && isDigit(d[1]) && isDigit(d[2]) && (len(line) == sp+4 || line[sp+4] == ' ') {
-			f.status = int(d[0]-'0')*100 + int(d[1]-'0')*10 + int(d[2]-'0')
-		}
-	}
+	f.status, f.hdrLen, f.bodyLen = statusOf(line), 0, -1
 	length, chunked, bad := int64(-1), false, false
 	for len(rest) > 0 {
 		line, rest = nextLine(rest)
