@@ -192,10 +192,11 @@ func TestMetricsEqualStatistics(t *testing.T) {
 }
 
 // TestMetricsScrapedDuringReplay: frames replayed at 100 k packets/s into
-// a veth while /metrics is scraped every 10 ms: every frame is read and
-// counted as what it is, none is dropped, the scrapes see the counts only
-// grow, and once the last line is written /metrics has every line and
-// every response's class.
+// a veth, read by two readers, while /metrics is scraped every 10 ms:
+// every frame is read and counted as what it is, none is dropped, the
+// scrapes see the counts only grow, and once the last line is written
+// /metrics has every line and every response's class, summed over the
+// readers and the parsers.
 func TestMetricsScrapedDuringReplay(t *testing.T) {
 	tp := newLiveTopology(t)
 	tcpreplay := liveTool(t, "tcpreplay")
@@ -223,7 +224,7 @@ func TestMetricsScrapedDuringReplay(t *testing.T) {
 	dir := liveLogDir(t)
 	// A 64 MB ring holds the whole replay: what is tested is that scraping
 	// loses and changes nothing, not how fast httplog built with -race is.
-	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir, "-local", "198.51.100.2", "-metrics", "127.0.0.1:9731", "-b", "64", "-cpu", "2")
+	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir, "-local", "198.51.100.2", "-metrics", "127.0.0.1:9731", "-b", "64", "-readers", "2", "-cpu", "2")
 	url := metricsURL(t, &d.stderr)
 	c := nsClient(tp.srvNS)
 
@@ -310,6 +311,12 @@ func TestMetricsScrapedDuringReplay(t *testing.T) {
 	}
 	if got, _ := counterValue(fams, "httplog_http_requests_total", "type", "CQ", "method", "GET"); got != exchanges {
 		t.Errorf("GET requests: %v, want %d", got, exchanges)
+	}
+	// Two readers, whose rings share -b 64.
+	readers, _ := counterValue(fams, "httplog_readers")
+	ring, _ := counterValue(fams, "httplog_ring_bytes")
+	if readers != 2 || ring > 64<<20 || ring < 60<<20 {
+		t.Errorf("httplog_readers %v, httplog_ring_bytes %v: want 2 readers and their rings of 64 MB together", readers, ring)
 	}
 }
 
