@@ -119,8 +119,9 @@ func (d *decimal) Set(s string) error {
 	return nil
 }
 
-// maxPairMax bounds -pair_max: 16 M connections are 3.9 GB of table,
-// more than any one host serves at once.
+// maxPairMax bounds -pair_max: 16 M connections are 3.9 GB of table (and
+// 5.2 GB more for -format json's request texts), more than any one host
+// serves at once.
 const maxPairMax = 1 << 24
 
 // loadConfig parses args over the environment (getenv) over the defaults.

@@ -227,7 +227,11 @@ func appendJSON(b []byte, r *record, c *clock, red *redactor) ([]byte, uint32) {
 
 	if len(target) > 0 {
 		b = append(b, `,"url":{"original":"`...)
-		b = appendTarget(b, target, red)
+		if response {
+			b = appendEscapedAs(b, target, true) // the pairing table kept it redacted
+		} else {
+			b = appendTarget(b, target, red)
+		}
 		b = append(b, `"}`...)
 	}
 	if !response && len(ctype) > 0 {
@@ -255,6 +259,9 @@ func appendJSON(b []byte, r *record, c *clock, red *redactor) ([]byte, uint32) {
 		b = append(b, `,"content_length":"`...)
 		b = appendEscapedAs(b, r.msg.field1, true)
 		b = append(b, '"')
+	}
+	if r.req.truncated {
+		b = append(b, `,"request_truncated":true`...)
 	}
 	return append(b, "}}\n"...), day
 }

@@ -44,6 +44,7 @@ var jsonFields = map[string]string{
 	"httplog.start_line":                 "string",
 	"httplog.host":                       "string",
 	"httplog.content_length":             "string",
+	"httplog.request_truncated":          "boolean",
 }
 
 // jsonRequired are the fields every event has.
@@ -140,8 +141,12 @@ func walkObject(dec *json.Decoder, prefix string, ev event) error {
 			if jsonFields[path] != "number" {
 				return fmt.Errorf("%s: a number where the contract has %q", path, jsonFields[path])
 			}
+		case bool:
+			if jsonFields[path] != "boolean" || !v {
+				return fmt.Errorf("%s: %v where the contract has %q (only ever true)", path, v, jsonFields[path])
+			}
 		default:
-			return fmt.Errorf("%s: %v (%T) is neither a string nor a number", path, v, v)
+			return fmt.Errorf("%s: %v (%T) is neither a string, a number nor true", path, v, v)
 		}
 		ev[path] = tok
 	}
@@ -225,6 +230,19 @@ func checkEvent(ev event) error {
 		}
 	} else if _, ok := ev["user_agent.original"]; ok {
 		return errors.New("a response with user_agent.original")
+	}
+	if response && !duration {
+		for _, f := range []string{"http.request.method", "url.original", "httplog.host", "httplog.request_truncated"} {
+			if _, ok := ev[f]; ok {
+				return fmt.Errorf("a response with %s, not paired", f)
+			}
+		}
+	}
+	if _, ok := ev["httplog.request_truncated"]; ok && !response {
+		return errors.New("a request with httplog.request_truncated")
+	}
+	if _, ok := ev["http.request.method"]; response && duration && !ok {
+		return errors.New("a paired response without its request's http.request.method")
 	}
 	return nil
 }
@@ -372,6 +390,15 @@ func TestAppendJSON(t *testing.T) {
 				`"network":{"transport":"tcp","protocol":"http","type":"ipv6","direction":"ingress"},` +
 				`"http":{"version":"2","request":{"method":"POST"},"response":{"status_code":200}},"url":{"original":"/login?password=x"},` +
 				`"httplog":{"type":"SR","start_line":"HTTP/2 200","host":"h\\x00"}}`},
+		{"paired response, its request's target not kept", record{ts: ts, src: dst4, dst: src4, typ: typeCR,
+			msg:    message{start: []byte("HTTP/1.1 204 No Content")},
+			timing: timed, rt: 1000,
+			req: pairedRequest{method: []byte("GET"), host: []byte("www.example.com"), truncated: true}},
+			`{"@timestamp":"2019-09-01T05:16:51.002Z","event":{"action":"response","start":"2019-09-01T05:16:51.002Z","duration":1000},` +
+				`"source":{"ip":"10.140.0.2","port":80},"destination":{"ip":"223.39.188.71","port":50905},` +
+				`"network":{"transport":"tcp","protocol":"http","type":"ipv4","direction":"egress"},` +
+				`"http":{"version":"1.1","request":{"method":"GET"},"response":{"status_code":204}},` +
+				`"httplog":{"type":"CR","start_line":"HTTP/1.1 204 No Content","host":"www.example.com","request_truncated":true}}`},
 		{"escapes, IPv4-mapped IPv6, SQ", record{ts: ts, typ: typeSQ,
 			src: netip.MustParseAddrPort("[::ffff:10.0.0.1]:1"), dst: netip.MustParseAddrPort("[::ffff:10.0.0.2]:80"),
 			msg: message{start: []byte("GET /\x00\"\\\u2028\xff HTTP/1.1")}},
@@ -485,29 +512,53 @@ func TestParseEventRefuses(t *testing.T) {
 		"a port too large":  {`"port":1`, `"port":65536`},
 		"a null":            {`"port":1`, `"port":null`},
 		"an array":          {`"port":1`, `"port":[1]`},
+		"a request cut":     {`"type":"CQ"`, `"type":"CQ","request_truncated":true`},
+		"a false":           {`"type":"CQ"`, `"type":"CQ","request_truncated":false`},
 	}
-	for name, e := range edits {
-		bad := strings.Replace(string(good), e[0], e[1], 1)
-		if bad == string(good) {
-			t.Fatalf("%s: %q not in %s", name, e[0], good)
-		}
-		if _, err := parseEvent([]byte(bad)); err == nil {
-			t.Errorf("%s: parseEvent accepts %s", name, bad)
+	refuse := func(good []byte, edits map[string][2]string) {
+		t.Helper()
+		for name, e := range edits {
+			bad := strings.Replace(string(good), e[0], e[1], 1)
+			if bad == string(good) {
+				t.Fatalf("%s: %q not in %s", name, e[0], good)
+			}
+			if _, err := parseEvent([]byte(bad)); err == nil {
+				t.Errorf("%s: parseEvent accepts %s", name, bad)
+			}
 		}
 	}
+	refuse(good, edits)
+	// A response: its request's fields only when paired, and then its method.
+	rec.typ, rec.msg.start = typeCR, []byte("HTTP/1.1 200 OK")
+	good, _ = appendJSON(nil, &rec, newClock(time.UTC), nil)
+	refuse(good, map[string][2]string{
+		"unpaired, with a method": {`"version":"1.1"`, `"version":"1.1","request":{"method":"GET"}`},
+		"unpaired, with a URI":    {`"httplog"`, `"url":{"original":"/"},"httplog"`},
+		"unpaired, with a Host":   {`"type":"CR"`, `"type":"CR","host":"h"`},
+		"unpaired, cut":           {`"type":"CR"`, `"type":"CR","request_truncated":true`},
+	})
+	rec.timing, rec.req.method = timed, []byte("GET")
+	good, _ = appendJSON(nil, &rec, newClock(time.UTC), nil)
+	if _, err := parseEvent(good); err != nil {
+		t.Fatal(err)
+	}
+	refuse(good, map[string][2]string{"paired, without a method": {`"request":{"method":"GET"},`, ``}})
 }
 
 // TestJSONMatchesText: every capture of the corpus, and the seed's, read
-// in both formats, without and with -redact, and with -pair: one event
-// per text line, in the same order, each holding to the contract, and the
-// values of each event make its text line exactly (textOf, textOfPaired, the
-// response time from event.duration), while the fields it derives agree
-// with its start line (checkDerived) and event.start with event.duration
-// (checkPaired).
+// in both formats, without and with -redact, and with -pair (without and
+// with -redact): one event per text line, in the same order, each holding
+// to the contract, and the values of each event make its text line
+// exactly (textOf, textOfPaired, the response time from event.duration),
+// while the fields it derives agree with its start line (checkDerived),
+// event.start with event.duration (checkPaired), and a paired response's
+// request fields with those of the request event it was timed from
+// (checkPairedRequests), which are its CQ or SQ line's.
 func TestJSONMatchesText(t *testing.T) {
 	root := filepath.Join(corpusDir(t), "pcaps")
 	captures := append(corpusCaptures(t), filepath.Join("testdata", "seed.pcap"))
-	events, paired := 0, 0
+	variants := [][]string{{"-redact=false"}, {"-redact"}, {"-pair"}, {"-pair", "-redact"}}
+	events, paired, withTexts := 0, 0, 0
 	for _, capture := range captures {
 		name, err := filepath.Rel(root, capture)
 		if err != nil || strings.HasPrefix(name, "..") {
@@ -515,52 +566,138 @@ func TestJSONMatchesText(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			args := []string{"-r", capture, "-p", "any", "-d", "-"}
+			var frameTs []int64 // the capture time of each line's frame, when the oracle says which frame
 			if strings.HasSuffix(capture, "seed.pcap") {
 				args = append(args, "-local", "10.140.0.2") // CQ, CR, SQ and SR
-			}
-			for _, redact := range []string{"-redact=false", "-redact", "-pair"} {
-				text, stderr, code := runPipeline(t, append(args, redact)...)
-				if code != 0 {
-					t.Fatalf("text %s: exit %d: %s", redact, code, stderr)
+			} else {
+				frames := captureFrames(t, capture)
+				for _, row := range corpusRows(t, capture+".expected.tsv") {
+					frameTs = append(frameTs, frames[row.frame].ts)
 				}
-				js, stderr, code := runPipeline(t, append(args, redact, "-format", "json")...)
+			}
+			for _, variant := range variants {
+				what := strings.Join(variant, " ")
+				pair := variant[0] == "-pair"
+				text, stderr, code := runPipeline(t, append(args, variant...)...)
 				if code != 0 {
-					t.Fatalf("json %s: exit %d: %s", redact, code, stderr)
+					t.Fatalf("text %s: exit %d: %s", what, code, stderr)
+				}
+				js, stderr, code := runPipeline(t, append(append(args, variant...), "-format", "json")...)
+				if code != 0 {
+					t.Fatalf("json %s: exit %d: %s", what, code, stderr)
 				}
 				tl, jl := strings.SplitAfter(text, "\n"), strings.SplitAfter(js, "\n")
 				if len(tl) != len(jl) {
-					t.Fatalf("%s: %d text lines, %d JSON lines", redact, len(tl)-1, len(jl)-1)
+					t.Fatalf("%s: %d text lines, %d JSON lines", what, len(tl)-1, len(jl)-1)
 				}
+				evs := make([]event, len(jl)-1)
 				for i := range jl[:len(jl)-1] {
 					ev, err := parseEvent([]byte(jl[i]))
 					if err != nil {
-						t.Errorf("%s, line %d: %v", redact, i+1, err)
+						t.Errorf("%s, line %d: %v", what, i+1, err)
 						continue
 					}
+					evs[i] = ev
 					got := textOf(ev)
-					if redact == "-pair" {
+					if pair {
 						got = textOfPaired(ev)
 						paired += strings.Count(got, "ms\n")
 					}
 					if got != tl[i] {
-						t.Errorf("%s, line %d: the event's values make\n%q\nthe text line is\n%q", redact, i+1, got, tl[i])
+						t.Errorf("%s, line %d: the event's values make\n%q\nthe text line is\n%q", what, i+1, got, tl[i])
 					}
 					if err := checkPaired(ev); err != nil {
-						t.Errorf("%s, line %d: %v", redact, i+1, err)
+						t.Errorf("%s, line %d: %v", what, i+1, err)
 					}
 					if err := checkDerived(ev); err != nil {
-						t.Errorf("%s, line %d: %v", redact, i+1, err)
+						t.Errorf("%s, line %d: %v", what, i+1, err)
 					}
 					events++
+				}
+				if pair {
+					if len(frameTs) > 0 && len(frameTs) != len(evs) {
+						t.Fatalf("%s: %d events, %d oracle rows", what, len(evs), len(frameTs))
+					}
+					withTexts += checkPairedRequests(t, what, evs, frameTs)
 				}
 			}
 		})
 	}
 	// Each row of the corpus oracle (360) and each seed line (4), without
-	// and with -redact, and with -pair.
-	if events != 3*(360+4) || paired == 0 {
-		t.Errorf("compared %d events (%d paired), want %d, some paired", events, paired, 3*(360+4))
+	// and with -redact, and with -pair, without and with -redact.
+	if events != 4*(360+4) || paired == 0 || withTexts == 0 {
+		t.Errorf("compared %d events (%d paired, %d with their request's texts), want %d, some paired", events, paired, withTexts, 4*(360+4))
 	}
+}
+
+// checkPairedRequests checks the request fields of each paired response
+// event (http.request.method, url.original, httplog.host) against those
+// of the request event it answers: an earlier request event of the same
+// connection whose @timestamp is the response's event.start (the same
+// instant cut to milliseconds the same way) and, when frameTs gives the
+// events' capture times, whose time is the response's less event.duration
+// exactly. A response with httplog.request_truncated leaves url.original
+// out, which is right only if the target and Host (escaped, at least as
+// long as the bytes kept) do not fit a slot; its Host is the request's if
+// it has one. It returns how many responses carried their request's texts
+// whole.
+func checkPairedRequests(t *testing.T, what string, evs []event, frameTs []int64) int {
+	t.Helper()
+	whole := 0
+	conn := func(ev event, reverse bool) string {
+		a, b := fmt.Sprint(ev["source.ip"], "#", ev["source.port"]), fmt.Sprint(ev["destination.ip"], "#", ev["destination.port"])
+		if reverse {
+			a, b = b, a
+		}
+		return a + " " + b
+	}
+	for i, resp := range evs {
+		rt, ok := resp.num("event.duration")
+		if !ok {
+			continue
+		}
+		var found []event
+		for j, req := range evs[:i] {
+			if req == nil || req.str("event.action") != "request" || conn(req, false) != conn(resp, true) ||
+				req.str("@timestamp") != resp.str("event.start") || frameTs != nil && frameTs[j] != frameTs[i]-rt {
+				continue
+			}
+			found = append(found, req)
+		}
+		if len(found) == 0 {
+			t.Errorf("%s, line %d: no request event on its connection at %s", what, i+1, resp.str("event.start"))
+			continue
+		}
+		req := found[0]
+		for _, other := range found[1:] {
+			for _, f := range []string{"http.request.method", "url.original", "httplog.host"} {
+				if other.str(f) != req.str(f) {
+					t.Fatalf("%s, line %d: requests at %s that differ in %s: the test cannot tell which was paired", what, i+1, resp.str("event.start"), f)
+				}
+			}
+		}
+		fields := []string{"http.request.method", "url.original", "httplog.host"}
+		if _, cut := resp["httplog.request_truncated"]; cut {
+			if len(req.str("url.original"))+len(req.str("httplog.host")) <= pairTextSize {
+				t.Errorf("%s, line %d: request texts left out, but %q and %q fit a slot", what, i+1, req.str("url.original"), req.str("httplog.host"))
+			}
+			if _, ok := resp["url.original"]; ok {
+				t.Errorf("%s, line %d: request texts left out, yet url.original %q", what, i+1, resp.str("url.original"))
+			}
+			fields = []string{"http.request.method"}
+			if _, ok := resp["httplog.host"]; ok {
+				fields = append(fields, "httplog.host")
+			}
+		} else {
+			whole++
+		}
+		for _, f := range fields {
+			if resp[f] != req[f] {
+				t.Errorf("%s, line %d: %s %q, its request's is %q", what, i+1, f, resp.str(f), req.str(f))
+			}
+		}
+	}
+	return whole
 }
 
 // TestFormatFiles: -format json writes the same files with .json names,

@@ -61,6 +61,7 @@ const (
 	cInterim
 	cRequestCopies
 	cResponseCopies
+	cTextsLost
 	numCounters
 )
 
@@ -104,6 +105,7 @@ var counterDefs = [numCounters]counterDef{
 	cInterim:        {"interim", "1xx responses but 101", false},
 	cRequestCopies:  {"request_copies", "request starts not queued again: retransmissions, frames seen twice", false},
 	cResponseCopies: {"response_copies", "copies of a paired response, or of an older one", false},
+	cTextsLost:      {"texts_lost", "with -format json: requests whose URI or Host was not kept for their response's event (no slot free, or too long)", false},
 }
 
 // counterValues is one reading of every counter.

@@ -95,9 +95,10 @@ func seqBefore(a, b uint32) bool { return int32(a-b) < 0 }
 
 // segment is what pairing takes from a TCP segment.
 type segment struct {
-	ts       int64  // capture time, Unix nanoseconds
-	seq, ack uint32 // TCP sequence and acknowledgement numbers
-	flags    uint8  // TCP flags
+	ts       int64    // capture time, Unix nanoseconds
+	seq, ack uint32   // TCP sequence and acknowledgement numbers
+	flags    uint8    // TCP flags
+	msg      *message // a request's start line and Host, for its texts (pairtext.go); nil: not kept
 }
 
 // framing is what a response start tells about its own length.
@@ -235,10 +236,8 @@ type pairEntry struct {
 	head, n    uint8 // the waiting requests are ring slots head … head+n-1
 
 	// The waiting requests, oldest first from head; one array per field
-	// so that the entry has no padding. Issue 10's JSON lines would add
-	// the request's URI and Host here (a fixed-size prefix of each, e.g.
-	// 64 bytes, or an offset into a per-parser ring of request texts);
-	// the method is already in method.
+	// so that the entry has no padding. Their URIs and Hosts, which only
+	// the JSON format needs, are kept outside the entry (pairtext.go).
 	reqTs  [pairDepth]int64  // capture time of the request's first copy
 	seq    [pairDepth]uint32 // its TCP sequence number
 	ack    [pairDepth]uint32 // its acknowledgement number: server bytes the client had seen
@@ -265,6 +264,7 @@ type pairEntry struct {
 type pairStats struct {
 	paired, unanswered, unmatched, evicted uint64
 	interim, reqCopies, respCopies         uint64
+	textsLost                              uint64 // requests queued whose URI or Host was not kept (pairtext.go)
 }
 
 // pairTable is one parser's connection table. Its memory is allocated by
@@ -279,6 +279,7 @@ type pairTable struct {
 	newest, oldest uint32   // ends of the LRU list (entry index + 1)
 	timeout        int64    // -pair_timeout in nanoseconds
 	stats          pairStats
+	texts          *pairTexts // -format json: the waiting requests' URIs and Hosts; nil otherwise
 	// pairedNow is what the last response given to response paired for
 	// the first time answered: the request's method and the response's
 	// status code, for the response time histograms of /metrics. ok is
@@ -307,20 +308,36 @@ func newPairTable(maxConns int, timeout time.Duration) *pairTable {
 	}
 	t := &pairTable{mask: uint32(slots - 1), timeout: int64(timeout)}
 	size := n * int(unsafe.Sizeof(pairEntry{})) // a multiple of 8: the index after it is aligned
-	mem, err := unix.Mmap(-1, 0, size+slots*4, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
+	mem := mapOffHeap(t, size+slots*4)
+	if mem == nil {
 		t.entries, t.index = make([]pairEntry, n), make([]uint32, slots)
 		return t
 	}
 	t.entries = unsafe.Slice((*pairEntry)(unsafe.Pointer(&mem[0])), n)
 	t.index = unsafe.Slice((*uint32)(unsafe.Pointer(&mem[size])), slots)
-	runtime.AddCleanup(t, func(mem []byte) { unix.Munmap(mem) }, mem) // tables of tests come and go
 	return t
+}
+
+// mapOffHeap maps size bytes of zeroes from the kernel, outside Go's heap,
+// for arrays of owner that hold no pointers, and unmaps them when owner
+// is collected (tables of tests come and go). It returns nil when the
+// mapping fails: the caller allocates on the heap instead.
+func mapOffHeap[T any](owner *T, size int) []byte {
+	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil
+	}
+	runtime.AddCleanup(owner, func(mem []byte) { unix.Munmap(mem) }, mem)
+	return mem
 }
 
 // memory is the bytes the table holds, fixed at start.
 func (t *pairTable) memory() int {
-	return len(t.entries)*int(unsafe.Sizeof(pairEntry{})) + len(t.index)*4
+	n := len(t.entries)*int(unsafe.Sizeof(pairEntry{})) + len(t.index)*4
+	if t.texts != nil {
+		n += t.texts.memory()
+	}
+	return n
 }
 
 // request queues a request start of the connection k (hash h; srcLo: the
@@ -334,7 +351,7 @@ func (t *pairTable) request(k *pairKey, h uint32, srcLo bool, s *segment, size i
 		t.touch(v, s.ts)
 	}
 	e := &t.entries[v-1]
-	t.dropOld(e, s.ts)
+	t.dropOld(v, s.ts)
 	if e.flags&fReqSeen != 0 && !seqAfter(s.seq, e.reqSeq) {
 		t.stats.reqCopies++ // timed from its first copy, which is queued or was answered
 		return
@@ -342,7 +359,7 @@ func (t *pairTable) request(k *pairKey, h uint32, srcLo bool, s *segment, size i
 	e.flags |= fReqSeen
 	e.reqSeq = s.seq
 	if e.n == pairDepth {
-		t.giveUp(e)
+		t.giveUp(v)
 		if e.skip < 255 {
 			e.skip++
 		}
@@ -355,6 +372,7 @@ func (t *pairTable) request(k *pairKey, h uint32, srcLo bool, s *segment, size i
 		e.method[i] |= methodNoAck
 	}
 	e.n++
+	t.keepTexts(v, i, s.msg)
 }
 
 // response finds the request a response start answers, and returns that
@@ -375,7 +393,7 @@ func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqT
 	}
 	t.touch(v, s.ts)
 	e := &t.entries[v-1]
-	t.dropOld(e, s.ts)
+	t.dropOld(v, s.ts)
 	r, a, ackValid := s.seq, s.ack, s.flags&tcpACK != 0
 	if e.flags&fRespSeen != 0 && !seqAfter(r, e.respSeq) {
 		switch {
@@ -384,6 +402,7 @@ func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqT
 			return 0, false // a copy of an older response
 		case e.flags&fRespPaired != 0:
 			t.stats.respCopies++
+			t.repeatTexts(v)
 			return e.respTs, true
 		}
 		// A copy of a response that answered nothing is judged afresh:
@@ -422,7 +441,7 @@ func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqT
 				missing = frontMissed(e, a, ackValid)
 			}
 			if missing {
-				t.giveUp(e)
+				t.giveUp(v)
 				continue
 			}
 			chosen, reqTs, method = true, e.reqTs[i], e.method[i]&methodMask
@@ -435,6 +454,7 @@ func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqT
 	if chosen {
 		e.flags |= fRespPaired
 		e.respTs = reqTs
+		t.pairedTexts(v, e.head, method, !interim)
 	}
 	switch {
 	case interim:
@@ -542,15 +562,18 @@ func (t *pairTable) flush() {
 	}
 }
 
-// dropOld gives up the waiting requests older than the timeout.
-func (t *pairTable) dropOld(e *pairEntry, now int64) {
+// dropOld gives up the waiting requests of entry v older than the timeout.
+func (t *pairTable) dropOld(v uint32, now int64) {
+	e := &t.entries[v-1]
 	for e.n > 0 && now-e.reqTs[e.head] > t.timeout {
-		t.giveUp(e)
+		t.giveUp(v)
 	}
 }
 
-// giveUp drops the oldest waiting request of e, unanswered.
-func (t *pairTable) giveUp(e *pairEntry) {
+// giveUp drops the oldest waiting request of entry v, unanswered.
+func (t *pairTable) giveUp(v uint32) {
+	e := &t.entries[v-1]
+	t.releaseTexts(v, e.head)
 	e.head = (e.head + 1) % pairDepth
 	e.n--
 	t.stats.unanswered++
@@ -604,6 +627,7 @@ func (t *pairTable) insert(k *pairKey, h uint32, clientLo bool, ts int64) uint32
 func (t *pairTable) remove(v uint32) {
 	e := &t.entries[v-1]
 	t.stats.unanswered += uint64(e.n)
+	t.forgetTexts(v, e)
 	e.n = 0
 	t.unlink(v)
 	// Backward-shift deletion: later entries of the probe run move into
@@ -709,16 +733,28 @@ type pairWorker struct {
 }
 
 // newPairWorkers makes one table per parser, -pair_max shared out among
-// them, or returns nil without -pair.
+// them, or returns nil without -pair. With -format json each table keeps
+// its waiting requests' texts (redacted with -redact).
 func newPairWorkers(cfg *Config, reg *registry) []pairWorker {
 	if !cfg.Pair {
 		return nil
 	}
+	form := cfg.lineFormat()
 	pairs := make([]pairWorker, cfg.Parsers)
 	for i := range pairs {
-		pairs[i] = pairWorker{table: newPairTable(max(cfg.PairMax/cfg.Parsers, 1), cfg.PairTimeout), set: reg.newSet()}
+		pairs[i] = newPairWorker(max(cfg.PairMax/cfg.Parsers, 1), cfg.PairTimeout, form, reg.newSet())
 	}
 	return pairs
+}
+
+// newPairWorker makes one parser's pairing: a table of conns connections
+// and, for the JSON format, the arena of its waiting requests' texts.
+func newPairWorker(conns int, timeout time.Duration, form lineFormat, set *counterSet) pairWorker {
+	pw := pairWorker{table: newPairTable(conns, timeout), set: set}
+	if form.json {
+		pw.table.texts = newPairTexts(len(pw.table.entries), form.redact)
+	}
+	return pw
 }
 
 // time feeds one item of a batch to the table. It returns false for an
@@ -726,6 +762,9 @@ func newPairWorkers(cfg *Config, reg *registry) []pairWorker {
 // time field of rec.
 func (pw *pairWorker) time(it *pktItem, payload []byte, rec *record) bool {
 	s := segment{ts: it.ts, seq: it.seq, ack: it.ack, flags: it.flags}
+	if pw.table.texts != nil && it.kind == request {
+		s.msg = &rec.msg // parsed: the table keeps its texts
+	}
 	reqTs, paired := pw.table.observe(it.src, it.dst, it.flow, it.kind, &s, payload)
 	switch {
 	case it.kind == notHTTP:
@@ -734,6 +773,9 @@ func (pw *pairWorker) time(it *pktItem, payload []byte, rec *record) bool {
 		rec.timing = untimed
 	case paired:
 		rec.timing, rec.rt = timed, it.ts-reqTs
+		if pw.table.texts != nil {
+			pw.table.texts.fillRequest(&rec.req)
+		}
 	default:
 		rec.timing = unpaired
 	}
@@ -760,6 +802,7 @@ func (pw *pairWorker) publish() {
 	var v counterValues
 	v[cPaired], v[cUnanswered], v[cUnmatched], v[cPairEvicted] = s.paired, s.unanswered, s.unmatched, s.evicted
 	v[cInterim], v[cRequestCopies], v[cResponseCopies] = s.interim, s.reqCopies, s.respCopies
+	v[cTextsLost] = s.textsLost
 	pw.set.publish(&v)
 }
 
@@ -779,10 +822,17 @@ func pairText(cfg *Config, pairs []pairWorker) string {
 	if pairs == nil {
 		return ""
 	}
-	conns, size := 0, 0
+	conns, size, texts := 0, 0, 0
 	for i := range pairs {
 		conns += len(pairs[i].table.entries)
 		size += pairs[i].table.memory()
+		if x := pairs[i].table.texts; x != nil {
+			texts += x.memory()
+		}
 	}
-	return fmt.Sprintf(", pairing up to %d connections in %.1f MB, timeout %s", conns, float64(size)/1e6, cfg.PairTimeout)
+	kept := ""
+	if texts > 0 {
+		kept = fmt.Sprintf(" (%.1f MB of it the waiting requests' URIs and Hosts, %d bytes each)", float64(texts)/1e6, pairTextSize)
+	}
+	return fmt.Sprintf(", pairing up to %d connections in %.1f MB%s, timeout %s", conns, float64(size)/1e6, kept, cfg.PairTimeout)
 }

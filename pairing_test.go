@@ -1,6 +1,8 @@
 package main
 
 import (
+	"cmp"
+	"fmt"
 	"math/rand"
 	"net/netip"
 	"strconv"
@@ -34,7 +36,7 @@ func newPairConn(t *testing.T, tab *pairTable, cport uint16, cseq, sseq uint32) 
 }
 
 // feed decodes a frame as the reader does and hands it to the table as
-// the parser does.
+// the parser does (with a request's message when the table keeps texts).
 func (c *pairConn) feed(frame []byte, ts int64) (reqTs int64, paired bool) {
 	c.t.Helper()
 	var p packet
@@ -44,7 +46,13 @@ func (c *pairConn) feed(frame []byte, ts int64) (reqTs int64, paired bool) {
 	s := segment{ts: ts, seq: p.seq, ack: p.ack, flags: p.flags}
 	src := netip.AddrPortFrom(addrFrom(p.src), p.sport)
 	dst := netip.AddrPortFrom(addrFrom(p.dst), p.dport)
-	return c.tab.observe(src, dst, p.flow, httpStart(p.payload), &s, p.payload)
+	kind := httpStart(p.payload)
+	if kind == request && c.tab.texts != nil {
+		var m message
+		parseMessage(kind, p.payload, &m)
+		s.msg = &m
+	}
+	return c.tab.observe(src, dst, p.flow, kind, &s, p.payload)
 }
 
 func (c *pairConn) fromClient(seq uint32, flags byte, payload string) []byte {
@@ -657,27 +665,52 @@ func TestMethodOf(t *testing.T) {
 // found (the index survives deletions) and at the end the identities of
 // pairStats' comment.
 func TestPairRandom(t *testing.T) {
+	t.Run("text", func(t *testing.T) { pairRandom(t, false) })
+	t.Run("json", func(t *testing.T) { pairRandom(t, true) })
+}
+
+// pairRandom is TestPairRandom, with texts: the table keeps the requests'
+// texts (8 slots for 24 connections, so they often run out), and each
+// step also checks that no slot is lost or held twice (checkTextSlots),
+// and each paired response finds its own request's target or none.
+func pairRandom(t *testing.T, texts bool) {
 	rng := rand.New(rand.NewSource(1))
 	tab := newTestTable(8)
+	if texts {
+		tab.texts = newPairTexts(len(tab.entries), nil)
+	}
 	conns := make([]*pairConn, 24)
 	for i := range conns {
 		conns[i] = newPairConn(t, tab, uint16(40000+i), rng.Uint32(), rng.Uint32())
 	}
 	var requests, responses uint64
+	last := map[*pairConn]string{} // the target of each connection's last request
+	target := map[int64]string{}   // the target of each request, by capture time
 	now := 0.0
 	for step := 0; step < 20000; step++ {
 		c := conns[rng.Intn(len(conns))]
 		now += rng.Float64() * 200
 		switch r := rng.Intn(20); {
 		case r < 7:
-			c.request(now, get("/"))
+			last[c] = fmt.Sprintf("/%06d", step) // all of one length, as the copy below needs
+			target[ms(now)] = last[c]
+			c.request(now, get(last[c]))
 			requests++
 		case r < 8:
-			c.feed(c.fromClient(c.cseq-uint32(len(get("/"))), 0x18, get("/")), ms(now)) // copy of the last
+			path := cmp.Or(last[c], "/000000")
+			target[ms(now)] = path                                                        // queued, when its first copy was given up with its connection
+			c.feed(c.fromClient(c.cseq-uint32(len(get(path))), 0x18, get(path)), ms(now)) // copy of the last
 			requests++
 		case r < 14:
 			resp := []string{ok(100), okChunked, "HTTP/1.1 100 Continue\r\n\r\n", "HTTP/1.1 304 Not Modified\r\n\r\n"}[rng.Intn(4)]
-			c.response(ms(now), resp, 100)
+			reqTs, paired := c.response(ms(now), resp, 100)
+			if texts && paired {
+				var got pairedRequest
+				tab.texts.fillRequest(&got)
+				if !got.truncated && string(got.target) != target[reqTs] || string(got.method) != "GET" {
+					t.Fatalf("step %d: the response paired with %s carries %s %q (truncated %v)", step, target[reqTs], got.method, got.target, got.truncated)
+				}
+			}
 			responses++
 		case r < 16:
 			c.lostResponse(ok(100), 100)
@@ -707,8 +740,17 @@ func TestPairRandom(t *testing.T) {
 		if n != tab.used || n > len(tab.entries) {
 			t.Fatalf("step %d: %d entries listed, %d in use", step, n, tab.used)
 		}
+		if texts {
+			checkTextSlots(t, "step "+itoa(step), tab)
+		}
 	}
 	tab.flush()
+	if texts {
+		checkTextSlots(t, "after flush", tab)
+		if tab.texts.used != 0 || tab.stats.textsLost == 0 {
+			t.Errorf("after flush: %d slots held, %d requests without texts (want 0, some)", tab.texts.used, tab.stats.textsLost)
+		}
+	}
 	s := tab.stats
 	if requests != s.paired+s.unanswered+s.reqCopies {
 		t.Errorf("%d requests, but paired %d + unanswered %d + copies %d", requests, s.paired, s.unanswered, s.reqCopies)
@@ -833,7 +875,7 @@ func TestPairLines(t *testing.T) {
 	if !strings.Contains(stderr, "pairing up to 262144 connections in 62.9 MB, timeout 30s") {
 		t.Errorf("the start message does not state the table's memory:\n%s", stderr)
 	}
-	wantStats := " paired=1 unanswered=1 unmatched=1 pair_evicted=0 interim=0 request_copies=0 response_copies=0"
+	wantStats := " paired=1 unanswered=1 unmatched=1 pair_evicted=0 interim=0 request_copies=0 response_copies=0 texts_lost=0"
 	if line := lastStatsLine(stderr); !strings.HasSuffix(line, wantStats) || !strings.Contains(line, " not_http=1 ") {
 		t.Errorf("statistics line %q, want not_http=1 and it to end with %q", line, wantStats)
 	}
@@ -851,7 +893,8 @@ func TestPacketPathAllocsPair(t *testing.T) {
 	for fname, form := range benchFormats { // text and JSON, with and without -redact
 		pp := newPacketPath(&localSet{all: true}, form)
 		pp.r.pair = true
-		pp.p.pair = &pairWorker{table: newTestTable(64), set: &counterSet{}}
+		pw := newPairWorker(64, 30*time.Second, form, &counterSet{})
+		pp.p.pair = &pw
 		c := newPairConn(t, nil, 40000, 1000, 5000)
 		frames := map[string][]byte{
 			"request":    c.requestFrame(get("/")),

@@ -475,17 +475,14 @@ type record struct {
 // request's text, for the JSON event (http.request.method, url.original,
 // httplog.host), so that each response event stands alone as a
 // transaction; event.start and event.duration come from timing and rt.
-// The slices must stay valid until the record is formatted.
-//
-// Nothing fills it yet: the pairing table keeps each waiting request's
-// time, sequence numbers and method code, not its texts. Keeping them
-// (a fixed-size store per parser, see pairEntry) and setting rec.req in
-// pairWorker.time is what remains of issue 10 item 1; appendJSON writes
-// these fields whenever they are set, and its tests fill them by hand.
+// With -pair and -format json, pairWorker.time fills it from the pairing
+// table's copy (pairtext.go). The slices must stay valid until the record
+// is formatted.
 type pairedRequest struct {
-	method []byte // as sent
-	target []byte // the request target (URI) as sent; redacted when formatted
-	host   []byte // the Host header's value as sent, nil if absent
+	method    []byte // as sent
+	target    []byte // the request target (URI) as sent, redacted already with -redact
+	host      []byte // the Host header's value as sent, nil if absent
+	truncated bool   // the target, or the target and the Host, were not kept: left out, not absent
 }
 
 // clock formats capture times in one location, remembering the text of
@@ -720,10 +717,12 @@ func (p *parser) batch(b *pktBatch, lb *lineBatch) {
 	for i := range b.items {
 		it := &b.items[i]
 		rec.req = pairedRequest{} // what pairing may set of a paired response's request
+		if it.kind != notHTTP {
+			parseMessage(it.kind, b.buf[it.off:it.end], &rec.msg) // before pairing, which may keep a request's texts
+		}
 		if p.pair != nil && !p.pair.time(it, b.buf[it.off:it.end], rec) {
 			continue // a FIN, RST or SYN: no line
 		}
-		parseMessage(it.kind, b.buf[it.off:it.end], &rec.msg)
 		server := it.dst.Addr()
 		if it.kind == response {
 			server = it.src.Addr()

@@ -320,7 +320,12 @@ func newPacketPath(set *localSet, form lineFormat) *packetPath {
 
 // run takes one frame through the path; it returns the line, if any.
 func (pp *packetPath) run(data []byte) []byte {
-	f := frame{data: data, ts: 1567315011002000000, wire: len(data), link: linkEthernet}
+	return pp.runAt(data, 1567315011002000000)
+}
+
+// runAt is run with the frame captured at ts (Unix nanoseconds).
+func (pp *packetPath) runAt(data []byte, ts int64) []byte {
+	f := frame{data: data, ts: ts, wire: len(data), link: linkEthernet}
 	var p packet
 	pp.r.handle(&f, &p)
 	pp.r.sendAll()

@@ -141,6 +141,41 @@ func unhex(c byte) int {
 //
 // A target with nothing to hide is written as appendEscapedAs writes it.
 func (r *redactor) appendTarget(b, t []byte, json bool) []byte {
+	if json {
+		return r.redactAs(b, t, escJSON)
+	}
+	return r.redactAs(b, t, escText)
+}
+
+// keepTarget appends a request target redacted as appendTarget does, the
+// rest as sent, not escaped: the form the pairing table keeps for the
+// response's JSON event (pairtext.go), escaped when that is written. The
+// result is at most 8 times as long as t, plus 16: a hidden value is at
+// least one byte, REDACTED eight, and an empty user:password (://:@) may
+// become REDACTED:REDACTED.
+func (r *redactor) keepTarget(b, t []byte) []byte {
+	return r.redactAs(b, t, escNone)
+}
+
+// escaping is how redactAs writes the bytes of a target it keeps.
+type escaping uint8
+
+const (
+	escText escaping = iota // as the text line escapes them (appendEscaped)
+	escJSON                 // the same, as a JSON string's inside
+	escNone                 // as sent
+)
+
+// appendAs appends s as esc says.
+func appendAs(b, s []byte, esc escaping) []byte {
+	if esc == escNone {
+		return append(b, s...)
+	}
+	return appendEscapedAs(b, s, esc == escJSON)
+}
+
+// redactAs is appendTarget, writing what it keeps as esc says.
+func (r *redactor) redactAs(b, t []byte, esc escaping) []byte {
 	done := 0 // t[:done] is written
 	if k := schemeEnd(t); k > 0 {
 		auth := t[k:]
@@ -148,7 +183,7 @@ func (r *redactor) appendTarget(b, t []byte, json bool) []byte {
 			auth = auth[:e]
 		}
 		if at := bytes.LastIndexByte(auth, '@'); at >= 0 {
-			b = appendEscapedAs(b, t[:k], json)
+			b = appendAs(b, t[:k], esc)
 			b = append(b, redactedText...)
 			if bytes.IndexByte(auth[:at], ':') >= 0 {
 				b = append(b, ':')
@@ -159,7 +194,7 @@ func (r *redactor) appendTarget(b, t []byte, json bool) []byte {
 	}
 	q := bytes.IndexAny(t[done:], "?#")
 	if q < 0 {
-		return appendEscapedAs(b, t[done:], json)
+		return appendAs(b, t[done:], esc)
 	}
 	for p := done + q + 1; p <= len(t); {
 		eq, end := -1, p
@@ -169,13 +204,13 @@ func (r *redactor) appendTarget(b, t []byte, json bool) []byte {
 			}
 		}
 		if eq >= 0 && eq+1 < end && r.listed(t[p:eq]) {
-			b = appendEscapedAs(b, t[done:eq+1], json)
+			b = appendAs(b, t[done:eq+1], esc)
 			b = append(b, redactedText...)
 			done = end
 		}
 		p = end + 1
 	}
-	return appendEscapedAs(b, t[done:], json)
+	return appendAs(b, t[done:], esc)
 }
 
 // paramEnd marks the bytes that end a query parameter: & and ; between
