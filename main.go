@@ -164,60 +164,34 @@ const (
 
 // serve runs the pipeline until the source ends or ctx is cancelled:
 // source → -readers reader goroutines → -cpu parser goroutines → writer
-// goroutine.
-// Each stage closes the queue of the next when its last goroutine has
-// returned, so serve waits only for the readers and the writer.
+// goroutine. Each stage closes the queue of the next when its last
+// goroutine has returned, so serve waits only for the readers and the
+// writer.
 func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-chan struct{}) int {
 	logger := log.New(stderr, "httplog: ", log.LstdFlags|log.Lmsgprefix)
-	fail := func(err error) int {
+	o, err := openAll(cfg, logger)
+	if err != nil {
 		fmt.Fprintf(stderr, "httplog: %v\n", err)
 		return 1
 	}
-	lock, err := prepareDirFor(cfg.Account, cfg.Dir)
-	if err != nil {
-		return fail(err)
-	}
-	defer lock.Close()                         // held until the writer is done; the kernel drops it if httplog dies
-	metrics, err := listenMetrics(cfg.Metrics) // nil without -metrics
-	if err != nil {
-		return fail(err)
-	}
-	defer metrics.close()
-	srcs, locals, err := openSource(cfg, logger)
-	if err != nil {
-		return fail(err)
-	}
-	if cfg.CPUProfile != "" {
-		stop, err := startProfile(cfg.CPUProfile)
-		if err != nil {
-			closeSources(srcs)
-			return fail(err)
-		}
-		defer stop()
-	}
-	// What needs root is open (the metrics listener too, so a port below
-	// 1024 can be had): from here on httplog is the user of -u.
-	as, err := switchUser(cfg.Account, cfg.Dir)
-	if err != nil {
-		closeSources(srcs)
-		return fail(err)
-	}
-	localPtr := followLocals(ctx, cfg, locals, logger)
+	defer o.close()
+	localPtr := followLocals(ctx, cfg, o.locals, logger)
 
 	reg := &registry{pair: cfg.Pair}
-	wc := writerConfig{dir: cfg.Dir, split: cfg.Split, ext: cfg.fileExt(), out: stdout, log: logger, lock: lock}
+	wc := writerConfig{dir: cfg.Dir, split: cfg.Split, ext: cfg.fileExt(), out: stdout, log: logger, lock: o.lock}
 	lines, lineFree, written := startWriter(wc, reg.newSet(), cfg.Parsers, reopen)
 	// Enough packet batches that a reader never waits for one while the
 	// others hold theirs: for each parser, a full queue, one in its hands,
 	// and one being filled by each reader.
-	pktFree := newPacketBatches(cfg.Parsers * (queueDepth + 1 + len(srcs)))
+	pktFree := newPacketBatches(cfg.Parsers * (queueDepth + 1 + len(o.srcs)))
 	pairs := newPairWorkers(cfg, reg) // nil without -pair
 	queues := startParsers(cfg.Parsers, reg, localPtr, cfg.Location, cfg.lineFormat(), pktFree, lines, lineFree, pairs)
 	report := func() { logger.Print(statsLine(reg.read(), cfg.Pair)) }
-	read := startReaders(ctx, srcs, readerSettings(cfg, report), queues, pktFree, reg)
-	metrics.serve(reg, runInfo(srcs, cfg.Parsers), logger)
+	read := startReaders(ctx, o.srcs, readerSettings(cfg, report), queues, pktFree, reg)
+	o.metrics.serve(reg, runInfo(o.srcs, cfg.Parsers), logger)
 	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d reader(s), %d parser(s) on %d CPU(s)%s, lines to %s%s%s%s",
-		version, srcs[0].describe(), portText(cfg.Ports), cfg.Snaplen, len(srcs), cfg.Parsers, runtime.GOMAXPROCS(0), formatText(cfg), destination(cfg), pairText(cfg, pairs), as, metrics.describe())
+		version, o.srcs[0].describe(), portText(cfg.Ports), cfg.Snaplen, len(o.srcs), cfg.Parsers, runtime.GOMAXPROCS(0),
+		formatText(cfg), destination(cfg), pairText(cfg, pairs), o.as, o.metrics.describe())
 
 	readErr := <-read
 	<-written
@@ -235,6 +209,59 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 		return 1
 	}
 	return 0
+}
+
+// opened is what httplog opens before it starts: all that needs root.
+type opened struct {
+	lock        *os.File       // the log directory's, nil with -d -
+	metrics     *metricsServer // nil without -metrics
+	srcs        []packetSource // one per reader
+	locals      *localSet      // this host's addresses, first reading
+	stopProfile func()         // nil without -cpuprofile
+	as          string         // ", as user …" with -u, for the start message
+}
+
+// openAll opens, in order, the log directory (made, checked, locked), the
+// metrics listener, the packet sources and the CPU profile; then, with -u,
+// it becomes that user for good. What it opened is closed on an error.
+func openAll(cfg *Config, logger *log.Logger) (*opened, error) {
+	o := &opened{}
+	fail := func(err error) (*opened, error) {
+		closeSources(o.srcs)
+		o.close()
+		return nil, err
+	}
+	var err error
+	if o.lock, err = prepareDirFor(cfg.Account, cfg.Dir); err != nil {
+		return fail(err)
+	}
+	if o.metrics, err = listenMetrics(cfg.Metrics); err != nil {
+		return fail(err)
+	}
+	if o.srcs, o.locals, err = openSource(cfg, logger); err != nil {
+		return fail(err)
+	}
+	if cfg.CPUProfile != "" {
+		if o.stopProfile, err = startProfile(cfg.CPUProfile); err != nil {
+			return fail(err)
+		}
+	}
+	// The metrics listener is open too, so a port below 1024 can be had:
+	// from here on httplog is the user of -u.
+	if o.as, err = switchUser(cfg.Account, cfg.Dir); err != nil {
+		return fail(err)
+	}
+	return o, nil
+}
+
+// close ends what openAll opened but the sources, which their readers
+// close.
+func (o *opened) close() {
+	if o.stopProfile != nil {
+		o.stopProfile()
+	}
+	o.metrics.close()
+	o.lock.Close() // held until the writer is done; the kernel drops it if httplog dies
 }
 
 // readerSettings is what the readers take of the configuration.
