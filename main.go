@@ -56,7 +56,7 @@
 // batches (capture.go, ring.go) → bounded channels → -cpu parser
 // goroutines, chosen by a symmetric hash of the connection so that its
 // lines stay in order (parser.go) → one writer goroutine that owns the
-// files (logger.go). Every counter is in one registry (metrics.go), which
+// files (logger.go). Every counter is in one registry (counters.go), which
 // the statistics line and -metrics's /metrics read.
 package main
 
