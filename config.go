@@ -242,6 +242,8 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 
 // validate checks values and derives Ports, Snaplen and Local. An error
 // names the flag, or the variable the value came from.
+// It is long because it is the list of every check, one flag after the
+// other.
 func (c *Config) validate() error {
 	var err error
 	if c.Ports, err = parsePorts(c.PortText); err != nil {
@@ -470,6 +472,7 @@ func chooseDevice(c *Config, ifaces []net.Interface) (string, error) {
 // what would run, which ends in "lines to " and destination(cfg), then
 // " (new directory)" if
 // the directory does not exist yet: start_httplog.sh reads it from there.
+// It is long because it walks the steps of a start in their order.
 // With -u it becomes that user, as a start would, to check the directory
 // as the user: the process can never be root again (httplog -check exits
 // next; tests run it as a binary).

@@ -213,6 +213,9 @@ func buildFanout(keys fanoutKeys) ([]bpf.RawInstruction, error) {
 // network header. The 4 bytes at the network header tell them apart: a
 // tag's are the TCI and the Ethernet type of what follows it (IPv4 or
 // IPv6, whose version the next byte must have).
+//
+// It is long because it is one program, read top to bottom as the kernel
+// runs it.
 func fanoutProgram(base uint32, proto bpf.Instruction, keys fanoutKeys) ([]bpf.Instruction, error) {
 	const mHash, mTmp, mIP = 0, 1, 2 // scratch memory: the sum, a word, the IP header's offset
 	a := &asm{}

@@ -128,6 +128,8 @@ var directions = [numTypes]string{
 // does not give (a header absent or empty, a start line not well formed)
 // is left out, and the values as sent stay in httplog.*, so nothing of the
 // text line is lost. See the README's field table.
+// It is long because it writes every field of the event in order, one
+// after the other, as the README's table lists them.
 func appendJSON(b []byte, r *record, c *clock, red *redactor) ([]byte, uint32) {
 	_, _, day := c.at(r.ts)
 	response := r.typ == typeCR || r.typ == typeSR

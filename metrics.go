@@ -52,7 +52,8 @@ var bucketLabels = func() (l [numBuckets]string) {
 }()
 
 // appendMetrics appends the exposition of everything reg counts and of
-// info. It reads atomics only.
+// info. It reads atomics only.  It is long because it is the list of the
+// families, in the order /metrics shows them.
 func appendMetrics(b []byte, reg *registry, info metricsInfo) []byte {
 	v := reg.read()
 	for id, def := range counterDefs {

@@ -320,7 +320,7 @@ func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqT
 	t.touch(v, s.ts)
 	e := &t.entries[v-1]
 	t.dropOld(v, s.ts)
-	r, a, ackValid := s.seq, s.ack, s.flags&tcpACK != 0
+	r := s.seq
 	if e.flags&fRespSeen != 0 && !seqAfter(r, e.respSeq) {
 		switch {
 		case r != e.respSeq:
@@ -336,45 +336,7 @@ func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqT
 		// raced the real one (tcp/qi_internet_SYNACK_curl_jsonip.pcap).
 	}
 
-	// Responses follow each other back to back in the server's sequence
-	// space: one that starts past the end of the previous one means a
-	// response started there and was not captured. One that starts
-	// before that end shows the end was wrong (a Content-Length that lied).
-	gap, gapEnd := false, e.end
-	if e.flags&fEndKnown != 0 {
-		gap = seqAfter(r, e.end)
-		if r != e.end {
-			e.flags &^= fEndKnown
-		}
-	}
-	chosen, method := false, uint8(0)
-	if e.skip > 0 && !interim {
-		e.skip-- // it answers a request given up on overflow
-	} else {
-		for e.n > 0 {
-			i := e.head
-			if !canAnswer(e, i, a, ackValid) {
-				break // it answers a request that was not captured
-			}
-			missing := false
-			if gap {
-				// The response at gapEnd answered the front request,
-				// unless the client had seen past gapEnd when sending it.
-				gap = false
-				missing = e.method[i]&methodNoAck != 0 || !seqAfter(e.ack[i], gapEnd)
-			}
-			if !missing && e.n > 1 {
-				missing = frontMissed(e, a, ackValid)
-			}
-			if missing {
-				t.giveUp(v)
-				continue
-			}
-			chosen, reqTs, method = true, e.reqTs[i], e.method[i]&methodMask
-			break
-		}
-	}
-
+	chosen, reqTs, method := t.choose(v, s, interim)
 	e.flags = e.flags&^fRespPaired | fRespSeen
 	e.respSeq = r
 	if chosen {
@@ -408,6 +370,52 @@ func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqT
 		e.flags &^= fEndKnown
 	}
 	return reqTs, chosen
+}
+
+// choose finds the waiting request of entry v that the response start s
+// answers, giving up on the way those whose response was not captured;
+// it returns that request's capture time and method. It does not take the
+// request off the queue.
+func (t *pairTable) choose(v uint32, s *segment, interim bool) (chosen bool, reqTs int64, method uint8) {
+	e := &t.entries[v-1]
+	r, a, ackValid := s.seq, s.ack, s.flags&tcpACK != 0
+	// Responses follow each other back to back in the server's sequence
+	// space: one that starts past the end of the previous one means a
+	// response started there and was not captured. One that starts
+	// before that end shows the end was wrong (a Content-Length that lied).
+	gap, gapEnd := false, e.end
+	if e.flags&fEndKnown != 0 {
+		gap = seqAfter(r, e.end)
+		if r != e.end {
+			e.flags &^= fEndKnown
+		}
+	}
+	if e.skip > 0 && !interim {
+		e.skip-- // it answers a request given up on overflow
+	} else {
+		for e.n > 0 {
+			i := e.head
+			if !canAnswer(e, i, a, ackValid) {
+				break // it answers a request that was not captured
+			}
+			missing := false
+			if gap {
+				// The response at gapEnd answered the front request,
+				// unless the client had seen past gapEnd when sending it.
+				gap = false
+				missing = e.method[i]&methodNoAck != 0 || !seqAfter(e.ack[i], gapEnd)
+			}
+			if !missing && e.n > 1 {
+				missing = frontMissed(e, a, ackValid)
+			}
+			if missing {
+				t.giveUp(v)
+				continue
+			}
+			return true, e.reqTs[i], e.method[i] & methodMask
+		}
+	}
+	return false, 0, 0
 }
 
 // frontMissed applies the acknowledgement rule to the two oldest waiting
