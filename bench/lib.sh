@@ -144,7 +144,7 @@ stat_field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$2"; }
 # NAME, a tool or capturer named httplog+NAME: the variable HL_NAME holds
 # "BINARY [FLAG ...]", e.g. HL_pair="./httplog -pair", HL_base="bench/out/
 # httplog-d77b0d5", so that builds and flag sets run side by side in one
-# run. The binary is copied into $out first, as $HTTPLOG is.
+# run. The binary is copied into $out (as bin-NAME) first, as $HTTPLOG is.
 variant() {
 	local spec
 	spec=HL_$1
@@ -153,10 +153,11 @@ variant() {
 		exit 2
 	fi
 	read -r -a vcmd <<<"${!spec}"
-	if [[ ! -x $out/httplog+$1 ]]; then
-		run cp "${vcmd[0]}" "$out/httplog+$1"
+	# Not $out/httplog+NAME: that is the variant's output directory.
+	if [[ ! -x $out/bin-$1 ]]; then
+		run cp "${vcmd[0]}" "$out/bin-$1"
 	fi
-	vcmd[0]=$out/httplog+$1
+	vcmd[0]=$out/bin-$1
 }
 
 # log_lines DIR counts the lines httplog wrote into DIR, in either format.
