@@ -34,14 +34,14 @@ var metricsURLRE = regexp.MustCompile(`metrics on (http://\S+/metrics)`)
 
 // metricsURL waits for the start message of a daemon writing to stderr and
 // returns the URL of its /metrics.
-func metricsURL(t *testing.T, stderr *liveBuffer) string {
+func metricsURL(t *testing.T, stderr *syncBuffer) string {
 	t.Helper()
 	var m []string
-	if !liveWaitFor(10*time.Second, func() bool {
+	if !waitFor(10*time.Second, func() bool {
 		m = metricsURLRE.FindStringSubmatch(stderr.String())
 		return m != nil
 	}) {
-		t.Fatalf("no \"metrics on\" in the start message:\n%s", stderr)
+		t.Fatalf("no \"metrics on\" in the start message:\n%s", stderr.String())
 	}
 	return m[1]
 }
@@ -53,7 +53,7 @@ func nsClient(ns string) *http.Client {
 	if ns != "" {
 		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
-			err := e2eInNetns(ns, func() error {
+			err := inNetns(ns, func() error {
 				var err error
 				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
 				return err
@@ -124,7 +124,7 @@ func checkScrapeIsStats(t *testing.T, fams map[string]*dto.MetricFamily, stats m
 func TestMetricsEqualStatistics(t *testing.T) {
 	dir := t.TempDir()
 	d := startPiped(t, "-d", dir, "-metrics", "127.0.0.1:0", "-local", "198.51.100.2", "-cpu", "2")
-	url := metricsURL(t, d.stderr)
+	url := metricsURL(t, &d.stderr)
 	frames := [][]byte{
 		ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),          // CQ GET
 		ipv4HTTP("192.0.2.1", "198.51.100.2", 40001, 80, "POST /f HTTP/1.1\r\nHost: a\r\n\r\n"),        // CQ POST
@@ -152,7 +152,7 @@ func TestMetricsEqualStatistics(t *testing.T) {
 	}
 	c := nsClient("")
 	var fams map[string]*dto.MetricFamily
-	if !liveWaitFor(20*time.Second, func() bool {
+	if !waitFor(20*time.Second, func() bool {
 		fams = scrape(t, c, url)
 		var lines float64
 		for _, m := range fams["httplog_http_messages_total"].GetMetric() {
@@ -161,7 +161,7 @@ func TestMetricsEqualStatistics(t *testing.T) {
 		packets, _ := counterValue(fams, "httplog_packets_total")
 		return packets == float64(rounds*len(frames)) && lines == float64(httpFrames)
 	}) {
-		t.Fatalf("/metrics never showed every packet and line read:\n%s", d.stderr)
+		t.Fatalf("/metrics never showed every packet and line read:\n%s", d.stderr.String())
 	}
 	stderr := d.finish(t)
 	stats := parseStats(t, stderr)
@@ -198,8 +198,8 @@ func TestMetricsEqualStatistics(t *testing.T) {
 // /metrics has every line and every response's class, summed over the
 // readers and the parsers.
 func TestMetricsScrapedDuringReplay(t *testing.T) {
-	tp := newLiveTopology(t)
-	tcpreplay := liveTool(t, "tcpreplay")
+	tp := newTopology(t)
+	tcpreplay := tool(t, "tcpreplay")
 	// Exchanges between documentation addresses, for a MAC that is not the
 	// veth's: the server's kernel drops them unanswered, httplog sees them.
 	// The last frame is a request to a remote server, the only SQ line.
@@ -221,10 +221,10 @@ func TestMetricsScrapedDuringReplay(t *testing.T) {
 	}
 	add(ipv4HTTP("198.51.100.2", "203.0.113.9", 1023, 80, "GET /end HTTP/1.1\r\n\r\n"))
 	pcap := writePcap(t, layers.LinkTypeEthernet, frames, time.Now())
-	dir := liveLogDir(t)
+	dir := newLogDir(t)
 	// A 64 MB ring holds the whole replay: what is tested is that scraping
 	// loses and changes nothing, not how fast httplog built with -race is.
-	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir, "-local", "198.51.100.2", "-metrics", "127.0.0.1:9731", "-b", "64", "-readers", "2", "-cpu", "2")
+	d := tp.startHttplog(t, tp.srvNS, tp.srvIf, dir, "-local", "198.51.100.2", "-metrics", "127.0.0.1:9731", "-b", "64", "-readers", "2", "-cpu", "2")
 	url := metricsURL(t, &d.stderr)
 	c := nsClient(tp.srvNS)
 
@@ -271,7 +271,7 @@ func TestMetricsScrapedDuringReplay(t *testing.T) {
 	// Every line written: each parser published its counts before it
 	// handed its lines on.
 	var fams map[string]*dto.MetricFamily
-	done := liveWaitFor(30*time.Second, func() bool {
+	done := waitFor(30*time.Second, func() bool {
 		fams = scrape(t, c, url)
 		cq, _ := counterValue(fams, "httplog_http_messages_total", "type", "CQ")
 		cr, _ := counterValue(fams, "httplog_http_messages_total", "type", "CR")
@@ -374,12 +374,12 @@ type promSample struct {
 // dist/; it returns the base URL of its API once it has scraped target
 // (it takes up new targets every 5 s). Its configuration and data are in
 // the test's temporary directory; the topology stops it by PID.
-func startPrometheus(t *testing.T, tp *liveTopology, ns, listen, target string) string {
+func startPrometheus(t *testing.T, tp *topology, ns, listen, target string) string {
 	t.Helper()
-	prometheus := liveTool(t, "prometheus")
+	prometheus := tool(t, "prometheus")
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "prometheus.yml")
-	liveWrite(t, conf, fmt.Sprintf(`# written by prometheus_test.go
+	writeFile(t, conf, fmt.Sprintf(`# written by prometheus_test.go
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -389,12 +389,12 @@ scrape_configs:
   - job_name: httplog
     static_configs:
       - targets: [%q]
-`, rulesFile(t), target))
-	p := tp.start("prometheus", ns, prometheus, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+`, rulesFile(t), target), 0o644)
+	p := tp.start(t, "prometheus", ns, prometheus, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+listen, "--log.level=warn")
 	api := "http://" + listen
 	c := nsClient(ns)
-	if !liveWaitFor(30*time.Second, func() bool {
+	if !waitFor(30*time.Second, func() bool {
 		up, err := promQuery(c, api, `up{job="httplog"}`)
 		return err == nil && len(up) == 1 || p.exited()
 	}) || p.exited() {
@@ -417,25 +417,25 @@ func rulesFile(t *testing.T) string {
 // scraped again, its httplog_http_messages_total{type="CQ"} is the CQ of
 // httplog's final statistics line, and the rules file loads into it.
 func TestPrometheusScrapes(t *testing.T) {
-	tp := newLiveTopology(t)
-	wrk := liveTool(t, "wrk")
+	tp := newTopology(t)
+	wrk := tool(t, "wrk")
 	ng := tp.startNginx(tp.srvNS)
-	dir := liveLogDir(t)
-	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir, "-metrics", "127.0.0.1:9731")
+	dir := newLogDir(t)
+	d := tp.startHttplog(t, tp.srvNS, tp.srvIf, dir, "-metrics", "127.0.0.1:9731")
 	api := startPrometheus(t, tp, tp.srvNS, "127.0.0.1:9090", "127.0.0.1:9731")
 	c := nsClient(tp.srvNS)
 
 	script := filepath.Join(t.TempDir(), "pace.lua")
-	liveWrite(t, script, "-- a pause between the requests of a connection, in ms\nfunction delay()\n\treturn 2\nend\n")
-	w := tp.start("wrk", tp.cliNS, wrk, "-t1", "-c4", "-d4s", "-s", script, liveURL(tp.srv4, 80, "/small"))
+	writeFile(t, script, "-- a pause between the requests of a connection, in ms\nfunction delay()\n\treturn 2\nend\n", 0o644)
+	w := tp.start(t, "wrk", tp.cliNS, wrk, "-t1", "-c4", "-d4s", "-s", script, httpURL(tp.srv4, 80, "/small"))
 	if !w.wait(30*time.Second) || w.err != nil {
 		t.Fatalf("wrk: %v\n%s%s", w.err, w.stdout.String(), w.stderr.String())
 	}
 	// One more request after wrk: once its lines are in the file, every
 	// line before it has been counted (one parser keeps capture order).
-	x := liveCurl(t, tp, tp.cliNS, liveRequest{method: "GET", url: liveURL(tp.srv4, 80, "/hello.txt")})
-	if !liveWaitFor(20*time.Second, func() bool {
-		b, _ := os.ReadFile(filepath.Join(dir, "http-"+today()+".log"))
+	x := tp.curl(t, tp.cliNS, curlRequest{method: "GET", url: httpURL(tp.srv4, 80, "/hello.txt")})
+	if !waitFor(20*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, todayFile()))
 		return strings.Contains(string(b), x.requestText("CQ")) && strings.Contains(string(b), x.responseText("CR"))
 	}) {
 		t.Fatalf("the last request's lines never reached the file")
@@ -443,7 +443,7 @@ func TestPrometheusScrapes(t *testing.T) {
 	final := time.Now()
 	// Prometheus' sample taken after that is the final count.
 	var cq []promSample
-	if !liveWaitFor(20*time.Second, func() bool {
+	if !waitFor(20*time.Second, func() bool {
 		ts, err := promQuery(c, api, `timestamp(httplog_http_messages_total{type="CQ"})`)
 		if err != nil || len(ts) != 1 || ts[0].value*1e3 < float64(final.UnixMilli()) {
 			return false
@@ -496,21 +496,21 @@ func TestPrometheusScrapes(t *testing.T) {
 // histogram_quantile from its scrapes, land in OpenTelemetry's bucket
 // (0.1 s, 0.25 s], for the method and status code of the requests.
 func TestPrometheusResponseTimes(t *testing.T) {
-	tp := newLiveTopology(t)
-	wrk := liveTool(t, "wrk")
+	tp := newTopology(t)
+	wrk := tool(t, "wrk")
 	pairDelayServer(t, tp)
-	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, liveLogDir(t), "-pair", "-metrics", "127.0.0.1:9731")
+	d := tp.startHttplog(t, tp.srvNS, tp.srvIf, newLogDir(t), "-pair", "-metrics", "127.0.0.1:9731")
 	api := startPrometheus(t, tp, tp.srvNS, "127.0.0.1:9090", "127.0.0.1:9731")
 	c := nsClient(tp.srvNS)
 
-	w := tp.start("wrk", tp.cliNS, wrk, "-t1", "-c16", "-d4s", liveURL(tp.srv4, 80, "/delay?ms=150"))
+	w := tp.start(t, "wrk", tp.cliNS, wrk, "-t1", "-c16", "-d4s", httpURL(tp.srv4, 80, "/delay?ms=150"))
 	if !w.wait(30*time.Second) || w.err != nil {
 		t.Fatalf("wrk: %v\n%s%s", w.err, w.stdout.String(), w.stderr.String())
 	}
 	// Prometheus has scraped the responses of the load.
 	const count = `sum(http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200"})`
 	var n []promSample
-	if !liveWaitFor(30*time.Second, func() bool {
+	if !waitFor(30*time.Second, func() bool {
 		var err error
 		n, err = promQuery(c, api, count)
 		return err == nil && len(n) == 1 && n[0].value >= 100
@@ -558,13 +558,13 @@ func readmeQueries(t *testing.T) []string {
 // kernel drops rising, no packets for 5 minutes, 5xx above 5 % of a
 // type's responses. promtool also lints an exposition with every family.
 func TestAlertRules(t *testing.T) {
-	promtool := liveTool(t, "promtool")
+	promtool := tool(t, "promtool")
 	rules := rulesFile(t)
 	if out, err := exec.Command(promtool, "check", "rules", rules).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
 	tests := filepath.Join(t.TempDir(), "rules_test.yml")
-	liveWrite(t, tests, fmt.Sprintf(`# written by prometheus_test.go
+	writeFile(t, tests, fmt.Sprintf(`# written by prometheus_test.go
 rule_files:
   - %q
 evaluation_interval: 1m
@@ -628,7 +628,7 @@ tests:
             exp_annotations:
               summary: "10%% of the CR responses seen by httplog on h:9731 are 5xx"
               description: "In the last 5 minutes 10%% of the responses of type CR (CR: of local servers, SR: of remote ones) had a status 500-599."
-`, rules))
+`, rules), 0o644)
 	if out, err := exec.Command(promtool, "test", "rules", tests).CombinedOutput(); err != nil {
 		t.Errorf("promtool test rules: %v\n%s", err, out)
 	}
