@@ -90,7 +90,7 @@ func e2eVLANSubInterface(t *testing.T) {
 	tp.addVLAN(srvV, 100)
 	tp.addVLAN(cliV, 100)
 	ng := tp.startNginx(tp.srvNS)
-	reqs := e2eVLANRequests(srvV, "hl-vlan")
+	reqs := portRequests(srvV, "hl-vlan")
 	plain := []curlRequest{{method: "GET", url: httpURL(tp.srv4, 80, "/hello.txt"), ua: "hl-untagged/1"}}
 	check := func(x exchange) error {
 		srv, cli := x.server.Addr().String(), x.client.Addr().String()
@@ -126,7 +126,7 @@ func e2eVLANSubInterface(t *testing.T) {
 func e2eVLANTrunk(t *testing.T) {
 	tp := newTopology(t)
 	ng := tp.startNginx(tp.srvNS)
-	reqs := e2eVLANRequests(tp.srvEnd(), "hl-trunk")
+	reqs := portRequests(tp.srvEnd(), "hl-trunk")
 	ok := func(exchange) error { return nil }
 	total := 0
 	for _, tags := range []struct {
@@ -157,18 +157,6 @@ func e2eVLANTrunk(t *testing.T) {
 	}
 	if access := ng.stop(t); len(access) != total {
 		t.Errorf("nginx logged %d requests, the test made %d", len(access), total)
-	}
-}
-
-// e2eVLANRequests are the requests of a VLAN run to the server srv, over
-// IPv4 and IPv6, ports 80 and 8080, with User-Agents agent/4 and agent/6
-// (or none, or curl's).
-func e2eVLANRequests(srv linkEnd, agent string) []curlRequest {
-	return []curlRequest{
-		{method: "GET", url: httpURL(srv.v4, 80, "/hello.txt"), ua: agent + "/4"},
-		{method: "POST", url: httpURL(srv.v4, 8080, "/api"), body: "vlan", host: "vlan.example.test"},
-		{method: "GET", url: httpURL(srv.v6, 80, "/"), ua: agent + "/6"},
-		{method: "GET", url: httpURL(srv.v6, 8080, "/redirect")},
 	}
 }
 

@@ -249,6 +249,19 @@ func httpURL(addr string, port int, path string) string {
 	return "http://" + host + path
 }
 
+// portRequests are four requests to the server srv, one to each of its
+// ports 80 and 8080 over IPv4 and IPv6: GETs with the User-Agents
+// agent/4 and agent/6, a POST with a Host of its own, and a GET with
+// curl's User-Agent.
+func portRequests(srv linkEnd, agent string) []curlRequest {
+	return []curlRequest{
+		{method: "GET", url: httpURL(srv.v4, 80, "/hello.txt"), ua: agent + "/4"},
+		{method: "POST", url: httpURL(srv.v4, 8080, "/api"), body: agent, host: "www.example.test"},
+		{method: "GET", url: httpURL(srv.v6, 80, "/"), ua: agent + "/6"},
+		{method: "GET", url: httpURL(srv.v6, 8080, "/redirect")},
+	}
+}
+
 // endpoint is ADDR#PORT, as httplog writes an endpoint.
 func endpoint(ap netip.AddrPort) string {
 	return ap.Addr().String() + "#" + strconv.Itoa(int(ap.Port()))

@@ -131,12 +131,8 @@ func TestLiveLongPortList(t *testing.T) {
 		ports = append(ports, strconv.Itoa(p))
 	}
 	tp := newTopology(t)
-	liveRun{ns: tp.srvNS, iface: tp.srvIf, flags: []string{"-p", strings.Join(ports, ",")}, curlNS: tp.cliNS, reqType: "CQ", respType: "CR", reqs: []curlRequest{
-		{method: "GET", url: httpURL(tp.srv4, 80, "/hello.txt"), ua: "hl-ports/1"},
-		{method: "POST", url: httpURL(tp.srv4, 8080, "/api"), body: "p"},
-		{method: "GET", url: httpURL(tp.srv6, 80, "/redirect"), ua: "hl-ports/6"},
-		{method: "PUT", url: httpURL(tp.srv6, 8080, "/api"), body: "q"},
-	}}.check(t, tp)
+	liveRun{ns: tp.srvNS, iface: tp.srvIf, flags: []string{"-p", strings.Join(ports, ",")}, curlNS: tp.cliNS,
+		reqType: "CQ", respType: "CR", reqs: portRequests(tp.srvEnd(), "hl-ports")}.check(t, tp)
 }
 
 // TestLiveStopDrainsRing: SIGTERM right after a request still logs it. The

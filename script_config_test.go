@@ -43,8 +43,7 @@ func TestStartScriptBadStopTimeout(t *testing.T) {
 		t.Fatalf("stop with a bad timeout does not say what it waits:\n%s", r.out)
 	}
 	e.expect(bad, "start", 6)
-	e.noDaemon()
-	scriptMustNotExist(t, filepath.Join(dir, "pid"))
+	e.noDaemon(filepath.Join(dir, "pid"))
 }
 
 // TestStartScriptConfigtest: a value httplog refuses is a bad
@@ -72,10 +71,7 @@ func TestStartScriptConfigtest(t *testing.T) {
 	if r := e.expect(good, "configtest", 0); !strings.HasPrefix(r.out, want) {
 		t.Fatalf("configtest prints\n%s\nwant it to begin with\n%s", r.out, want)
 	}
-	e.noDaemon()
-	for _, name := range []string{logDir, pidFile} {
-		scriptMustNotExist(t, name)
-	}
+	e.noDaemon(logDir, pidFile)
 }
 
 // TestStartScriptRefusesStdout: standard output is refused wherever -d -
@@ -90,8 +86,7 @@ func TestStartScriptRefusesStdout(t *testing.T) {
 				t.Fatalf("%s with HTTPLOG_OPTS=%q does not refuse standard output:\n%s", action, opts, r.out)
 			}
 		}
-		e.noDaemon()
-		scriptMustNotExist(t, filepath.Join(dir, "pid"))
+		e.noDaemon(filepath.Join(dir, "pid"))
 	}
 }
 

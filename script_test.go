@@ -184,11 +184,15 @@ func (e *scriptEnv) only(pid int) {
 	}
 }
 
-// noDaemon checks that no process runs the binary.
-func (e *scriptEnv) noDaemon() {
+// noDaemon checks that no process runs the binary and that none of the
+// files named (pid files, directories) exists.
+func (e *scriptEnv) noDaemon(names ...string) {
 	e.t.Helper()
 	if pids := scriptPIDsOf(e.bin); len(pids) != 0 {
 		e.t.Fatalf("processes of %s run: %v", e.bin, pids)
+	}
+	for _, name := range names {
+		scriptMustNotExist(e.t, name)
 	}
 }
 
