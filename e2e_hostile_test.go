@@ -5,12 +5,11 @@ package main
 // (e2e_frames_test.go).
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -373,18 +372,13 @@ func e2eShort(s string) string {
 // captured (up to a cut at the end of a truncated file).
 func e2eReadCapture(t *testing.T, name string) [][]byte {
 	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r := bufio.NewReader(f)
-	magic, err := r.Peek(4)
-	if err != nil {
+	b := []byte(readFile(t, name))
+	if len(b) < 4 {
 		return nil
 	}
+	r := bytes.NewReader(b)
 	var read func() ([]byte, error)
-	if binary.BigEndian.Uint32(magic) == 0x0a0d0d0a {
+	if binary.BigEndian.Uint32(b) == 0x0a0d0d0a {
 		ng, err := pcapgo.NewNgReader(r, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
