@@ -106,7 +106,8 @@ func TestFaultRotate(t *testing.T) {
 }
 
 // TestFaultStartErrors: failures before any capture, as users meet them:
-// one line naming the cause, and a non-zero exit.
+// one line naming the cause, and a non-zero exit. (Long for its table:
+// one row a failure.)
 func TestFaultStartErrors(t *testing.T) {
 	requireRoot(t, "running httplog as user nobody")
 	// A copy of the binary that user nobody can run.

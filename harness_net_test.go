@@ -150,6 +150,19 @@ func (tp *topology) setMTU(mtu int) {
 	}
 }
 
+// flap takes the server's veth end down, waits until httplog d says so,
+// brings it up again and waits for the carrier of both ends.
+func (tp *topology) flap(t testing.TB, d *proc) {
+	t.Helper()
+	tp.run("-n", tp.srvNS, "link", "set", tp.srvIf, "down")
+	if !d.stderr.waitText("the interface went down", 5*time.Second) {
+		t.Fatalf("no message about %s going down; stderr:\n%s", tp.srvIf, d.stderr.String())
+	}
+	tp.run("-n", tp.srvNS, "link", "set", tp.srvIf, "up")
+	tp.waitUp(tp.srvEnd())
+	tp.waitUp(tp.cliEnd())
+}
+
 // exec runs argv inside namespace ns to its end and returns its standard
 // output and error together.
 func (tp *topology) exec(ns string, argv ...string) ([]byte, error) {

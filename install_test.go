@@ -90,6 +90,53 @@ func TestInstall(t *testing.T) {
 	if !strings.Contains(conf, "\nHTTPLOG_USER=httplog\n") {
 		t.Fatal("httplog.conf has no empty HTTPLOG_USER= line")
 	}
+	installCheckFiles(t, dest, bin, conf)
+
+	// A configuration of the operator's is never overwritten.
+	sysconf := filepath.Join(dest, "etc/sysconfig/httplog")
+	mine := conf + "HTTPLOG_PORT=8080 # mine\n"
+	writeFile(t, sysconf, mine, 0o644)
+	if out := makeSh(t, bin, "install", dest); !strings.Contains(out, "kept /etc/sysconfig/httplog") {
+		t.Errorf("a second install does not say that it kept the configuration")
+	}
+	if readFile(t, sysconf) != mine {
+		t.Errorf("a second install overwrote /etc/sysconfig/httplog")
+	}
+
+	t.Run("systemd unit", func(t *testing.T) { installCheckUnit(t, dest) })
+	t.Run("logrotate", func(t *testing.T) { installCheckLogrotate(t, dest, user) })
+	t.Run("manual page", func(t *testing.T) { installCheckManPage(t, dest, bin) })
+	t.Run("start script as httplog", func(t *testing.T) { installRunScript(t, dest, user) })
+
+	// uninstall: everything but the logs, and the configuration changed.
+	out = makeSh(t, bin, "uninstall", dest)
+	if !strings.Contains(out, "kept /etc/sysconfig/httplog: it was changed since install") {
+		t.Errorf("uninstall does not say that it kept the changed configuration")
+	}
+	for _, f := range installed {
+		_, err := os.Stat(filepath.Join(dest, f.path))
+		if kept := f.path == "etc/sysconfig/httplog"; kept != (err == nil) {
+			t.Errorf("after uninstall, %s: %v (want it kept: %v)", f.path, err, kept)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dest, "log/httplog")); err != nil {
+		t.Errorf("uninstall removed the log directory: %v", err)
+	}
+	// An unchanged configuration goes with the rest.
+	writeFile(t, sysconf, conf, 0o644)
+	if out := makeSh(t, bin, "uninstall", dest); !strings.Contains(out, "removed /etc/sysconfig/httplog (unchanged since install)") {
+		t.Errorf("uninstall does not say that it removed the unchanged configuration")
+	}
+	if _, err := os.Stat(sysconf); err == nil {
+		t.Errorf("uninstall kept an unchanged /etc/sysconfig/httplog")
+	}
+}
+
+// installCheckFiles checks what install wrote under dest: the files of
+// installed, each with its mode and content (the binary bin, conf for the
+// configuration), nothing else, and the log directories with their modes.
+func installCheckFiles(t *testing.T, dest, bin, conf string) {
+	t.Helper()
 	var want []string
 	for _, f := range installed {
 		name := filepath.Join(dest, f.path)
@@ -129,45 +176,6 @@ func TestInstall(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(dest, dir)); err != nil || fi.Mode() != fs.ModeDir|mode {
 			t.Errorf("/%s: %v, %v; want a directory of mode %v", dir, fi.Mode(), err, mode)
 		}
-	}
-
-	// A configuration of the operator's is never overwritten.
-	sysconf := filepath.Join(dest, "etc/sysconfig/httplog")
-	mine := conf + "HTTPLOG_PORT=8080 # mine\n"
-	writeFile(t, sysconf, mine, 0o644)
-	if out := makeSh(t, bin, "install", dest); !strings.Contains(out, "kept /etc/sysconfig/httplog") {
-		t.Errorf("a second install does not say that it kept the configuration")
-	}
-	if readFile(t, sysconf) != mine {
-		t.Errorf("a second install overwrote /etc/sysconfig/httplog")
-	}
-
-	t.Run("systemd unit", func(t *testing.T) { installCheckUnit(t, dest) })
-	t.Run("logrotate", func(t *testing.T) { installCheckLogrotate(t, dest, user) })
-	t.Run("manual page", func(t *testing.T) { installCheckManPage(t, dest, bin) })
-	t.Run("start script as httplog", func(t *testing.T) { installRunScript(t, dest, user) })
-
-	// uninstall: everything but the logs, and the configuration changed.
-	out = makeSh(t, bin, "uninstall", dest)
-	if !strings.Contains(out, "kept /etc/sysconfig/httplog: it was changed since install") {
-		t.Errorf("uninstall does not say that it kept the changed configuration")
-	}
-	for _, f := range installed {
-		_, err := os.Stat(filepath.Join(dest, f.path))
-		if kept := f.path == "etc/sysconfig/httplog"; kept != (err == nil) {
-			t.Errorf("after uninstall, %s: %v (want it kept: %v)", f.path, err, kept)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dest, "log/httplog")); err != nil {
-		t.Errorf("uninstall removed the log directory: %v", err)
-	}
-	// An unchanged configuration goes with the rest.
-	writeFile(t, sysconf, conf, 0o644)
-	if out := makeSh(t, bin, "uninstall", dest); !strings.Contains(out, "removed /etc/sysconfig/httplog (unchanged since install)") {
-		t.Errorf("uninstall does not say that it removed the unchanged configuration")
-	}
-	if _, err := os.Stat(sysconf); err == nil {
-		t.Errorf("uninstall kept an unchanged /etc/sysconfig/httplog")
 	}
 }
 

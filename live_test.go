@@ -187,13 +187,7 @@ func liveInterfaceDownUp(t *testing.T, extra ...string) {
 
 	from := time.Now()
 	xs := []exchange{tp.curl(t, tp.cliNS, curlRequest{method: "GET", url: httpURL(tp.srv4, 80, "/hello.txt"), ua: "hl-before/1"})}
-	tp.run("-n", tp.srvNS, "link", "set", tp.srvIf, "down")
-	if !d.stderr.waitText("the interface went down", 5*time.Second) {
-		t.Fatalf("no message about %s going down; stderr:\n%s", tp.srvIf, d.stderr.String())
-	}
-	tp.run("-n", tp.srvNS, "link", "set", tp.srvIf, "up")
-	tp.waitUp(tp.srvEnd())
-	tp.waitUp(tp.cliEnd())
+	tp.flap(t, d)
 	// IPv4 only after the flap: the IPv6 addresses went with the link.
 	xs = append(xs, tp.curl(t, tp.cliNS, curlRequest{method: "POST", url: httpURL(tp.srv4, 8080, "/api"), ua: "hl-after/1", body: "up"}))
 	if !d.stderr.waitText("the interface is up again", 5*time.Second) {

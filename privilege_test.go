@@ -223,7 +223,9 @@ func checkProcessUser(t *testing.T, pid int, a *account) {
 // thread and no capability left, and everything after the switch still
 // works: appending to the day's file root had made, SIGHUP after a
 // rename, the directory removed and made again (its parent is the
-// user's), the interface going down and up.
+// user's), the interface going down and up. One daemon goes through these
+// steps in turn, each from the state the last left, so the test is one
+// long sequence.
 func TestPrivilegeLive(t *testing.T) {
 	a := testAccount(t) // deleted after the topology's processes have ended
 	tp := newTopology(t)
@@ -290,13 +292,7 @@ func TestPrivilegeLive(t *testing.T) {
 	checkOwner(t, filepath.Join(dir, lockName), a, 0o640)
 
 	// The interface down and up: the socket opened as root still serves.
-	tp.run("-n", tp.srvNS, "link", "set", tp.srvIf, "down")
-	if !d.stderr.waitText("the interface went down", 5*time.Second) {
-		t.Fatalf("no message about %s going down:\n%s", tp.srvIf, d.stderr.String())
-	}
-	tp.run("-n", tp.srvNS, "link", "set", tp.srvIf, "up")
-	tp.waitUp(tp.srvEnd())
-	tp.waitUp(tp.cliEnd())
+	tp.flap(t, d)
 	x4 := curl("/after-down-up")
 	seen(day, x4)
 	checkProcessUser(t, d.cmd.Process.Pid, a) // threads started since too
