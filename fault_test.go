@@ -301,9 +301,7 @@ func TestFaultDirRemovedUnderLoad(t *testing.T) {
 	}
 	before := filepath.Join(t.TempDir(), "before.log") // a copy: a link would keep the file's name
 	writeFile(t, before, readFile(t, name), 0o640)
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
+	removeLogDir(t, dir)
 	d.send(t, 20000) // about 1.5 MB of lines: several 256 KiB writes before the next tick
 	stderr := d.finish(t)
 	checkNumbered(t, 20050, before, name)

@@ -299,6 +299,18 @@ func checkLogFiles(t testing.TB, dir string, from, to time.Time, types ...string
 	}
 }
 
+// removeLogDir removes the log directory of a running httplog. httplog
+// may take its lock again (at its tick) between the removal of the files
+// and that of the directory: then the removal is tried again, until the
+// directory is gone.
+func removeLogDir(t testing.TB, dir string) {
+	t.Helper()
+	var err error
+	if !waitFor(5*time.Second, func() bool { err = os.RemoveAll(dir); return err == nil }) {
+		t.Fatal(err)
+	}
+}
+
 // checkLogBytes checks every log file byte by byte: each line ends in
 // '\n' and is valid UTF-8 without control bytes.
 func checkLogBytes(t testing.TB, dir string) {

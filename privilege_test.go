@@ -279,9 +279,7 @@ func TestPrivilegeLive(t *testing.T) {
 	checkOwner(t, day, a, 0o640)
 
 	// The directory removed: the user makes it again, and its lock.
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
+	removeLogDir(t, dir)
 	from := time.Now()
 	x3 := curl("/after-removal")
 	seen(day, x3)
@@ -346,9 +344,7 @@ func TestPrivilegeFiles(t *testing.T) {
 		t.Errorf("%s lost the line it had:\n%s", name(day1), b)
 	}
 
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
+	removeLogDir(t, dir)
 	held := send(day2, "/held")
 	if !d.stderr.waitText("permission denied", 5*time.Second) {
 		t.Fatalf("no write error for a directory the user cannot make:\n%s", d.stderr.String())
