@@ -2,9 +2,9 @@ package main
 
 // Reading what httplog wrote, for the tests that run the binary: the log
 // directory (one pattern for the file names), log lines cut into their
-// columns (one parser), waiting until lines have appeared, and checking
-// the lines against the requests a test made (harness_test.go says what
-// else the harness holds).
+// columns (one parser, for text lines and JSON events alike), waiting
+// until lines have appeared, and checking the lines against the requests
+// a test made (harness_test.go says what else the harness holds).
 
 import (
 	"bytes"

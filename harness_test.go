@@ -10,7 +10,9 @@ package main
 // curl in them.
 //
 // The behaviour tests that use it: live_test.go, e2e_*_test.go,
-// fault_test.go, script_test.go (docs/E2E.md says what each proves).
+// ship_test.go, fault_test.go, script_test.go, script_config_test.go,
+// privilege_test.go, install_test.go, and TestPipeStalled
+// (pcapfile_test.go); docs/E2E.md says what each proves.
 
 import (
 	"bytes"
