@@ -6,11 +6,9 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net/netip"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -155,8 +153,7 @@ func e2eAccount(t *testing.T, typ string, lines, nginx int, lost, retrans uint64
 // before the signal: frames captured before SIGTERM are drained.
 func TestE2EStopUnderLoad(t *testing.T) {
 	tp, ng, d, dir, wrk := e2eStartLoad(t)
-	script := filepath.Join(t.TempDir(), "pace.lua")
-	writeFile(t, script, "-- a pause between the requests of a connection, in ms\nfunction delay()\n\treturn 2\nend\n", 0o644)
+	script := tempFile(t, "pace.lua", "-- a pause between the requests of a connection, in ms\nfunction delay()\n\treturn 2\nend\n")
 
 	// The load goes on across the stop however fast this machine is:
 	// SIGTERM once nginx has logged 1000 requests, and wrk runs on (-d is
@@ -167,7 +164,7 @@ func TestE2EStopUnderLoad(t *testing.T) {
 	stderr := stopHttplog(t, d)
 	exit := time.Now()
 	e2eWaitRequests(t, ng, w, len(ng.accessLines(t))+1000)
-	if err := w.cmd.Process.Signal(os.Interrupt); err != nil { // wrk ends, with its summary
+	if err := w.cmd.Process.Signal(syscall.SIGINT); err != nil { // wrk ends, with its summary
 		t.Fatal(err)
 	}
 	if !w.wait(15 * time.Second) {
@@ -250,11 +247,11 @@ func e2eStopCounts(t *testing.T, access []string, lines []logLine, sig, exit tim
 		if l.typ == "CR" {
 			client = l.dst
 		}
-		ap, err := netip.ParseAddrPort(strings.Replace(client, "#", ":", 1))
+		port, err := strconv.ParseUint(client[strings.LastIndexByte(client, '#')+1:], 10, 16)
 		if err != nil {
 			t.Fatalf("line %q: %v", l.rest, err)
 		}
-		if c := get(ap.Port()); l.typ == "CQ" {
+		if c := get(uint16(port)); l.typ == "CQ" {
 			c.cq++
 		} else {
 			c.cr++
@@ -329,7 +326,5 @@ func procVmHWM(t *testing.T, pid int) uint64 {
 // less telling.
 func e2eLogLoad(t *testing.T) {
 	t.Helper()
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		t.Logf("load average: %s", strings.TrimSpace(string(b)))
-	}
+	t.Logf("load average: %s", strings.TrimSpace(readFile(t, "/proc/loadavg")))
 }

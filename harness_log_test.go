@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -331,44 +330,24 @@ func checkLogBytes(t testing.TB, dir string) {
 	}
 }
 
-// logCounter counts the whole lines in the log files of a directory,
-// reading only what was added to each since its last count.
-type logCounter struct {
-	dir  string
-	seen map[string]int64 // bytes of whole lines counted, per file
-	n    int
-}
-
-func (c *logCounter) count() int {
-	ents, _ := os.ReadDir(c.dir) // none yet: 0
+// logLineCount is the number of whole lines in the log files of dir.
+func logLineCount(dir string) int {
+	n := 0
+	ents, _ := os.ReadDir(dir) // none yet: 0
 	for _, e := range ents {
-		if !logFileRE.MatchString(e.Name()) {
-			continue
-		}
-		f, err := os.Open(filepath.Join(c.dir, e.Name()))
-		if err != nil {
-			continue
-		}
-		_, err = f.Seek(c.seen[e.Name()], io.SeekStart)
-		var b []byte
-		if err == nil {
-			b, _ = io.ReadAll(f)
-		}
-		f.Close()
-		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-			c.n += bytes.Count(b[:i+1], []byte("\n"))
-			c.seen[e.Name()] += int64(i + 1)
+		if logFileRE.MatchString(e.Name()) {
+			b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+			n += bytes.Count(b, []byte("\n"))
 		}
 	}
-	return c.n
+	return n
 }
 
 // waitLogLines waits up to d until the files of dir hold n lines or more,
 // and returns how many they hold.
 func waitLogLines(dir string, n int, d time.Duration) int {
-	c := &logCounter{dir: dir, seen: map[string]int64{}}
 	got := 0
-	waitFor(d, func() bool { got = c.count(); return got >= n })
+	waitFor(d, func() bool { got = logLineCount(dir); return got >= n })
 	return got
 }
 

@@ -483,6 +483,15 @@ func writeFile(t testing.TB, name, text string, mode os.FileMode) {
 	}
 }
 
+// tempFile writes text into a file name of a new temporary directory of
+// the test, and returns its path.
+func tempFile(t testing.TB, name, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	writeFile(t, path, text, 0o644)
+	return path
+}
+
 // statsLines are the statistics lines in a process's messages, in order,
 // each from "stats: " to the end of its line.
 func statsLines(messages string) []string {

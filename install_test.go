@@ -242,8 +242,7 @@ func installCheckLogrotate(t *testing.T, dest string, user *account) {
 		seen += fmt.Sprintf("%q 2000-1-1-0:0:0\n", p) // seen long ago: "daily" is due
 	}
 	writeFile(t, state, seen, 0o644)
-	test := filepath.Join(t.TempDir(), "httplog")
-	writeFile(t, test, strings.ReplaceAll(readFile(t, conf), "/log/httplog/", dir+"/"), 0o644)
+	test := tempFile(t, "httplog", strings.ReplaceAll(readFile(t, conf), "/log/httplog/", dir+"/"))
 	if out, err := exec.Command(logrotate, "-s", state, test).CombinedOutput(); err != nil {
 		t.Fatalf("logrotate: %v\n%s", err, out)
 	}

@@ -102,9 +102,7 @@ func shipZone(t *testing.T, midnight time.Time) (string, *time.Location) {
 	b = binary.BigEndian.AppendUint32(b, uint32(off)) // the one type: offset, not DST, abbreviation 0
 	b = append(b, 0, 0)
 	b = append(b, "HLT\x00"...)
-	path := filepath.Join(t.TempDir(), "midnight-zone")
-	writeFile(t, path, string(b), 0o644)
-	return path, time.FixedZone("HLT", int(off))
+	return tempFile(t, "midnight-zone", string(b)), time.FixedZone("HLT", int(off))
 }
 
 // shipWeb is one web server of the test: its namespace, the interface
@@ -142,8 +140,7 @@ func TestE2ERsyslog(t *testing.T) {
 			t.Fatalf("httplog does not say it writes JSON events, redacted:\n%s", w.httplog.stderr.String())
 		}
 		work := t.TempDir()
-		conf := filepath.Join(t.TempDir(), "sender.conf")
-		writeFile(t, conf, shipSenderConf(work, w.dir, w.collector), 0o644)
+		conf := tempFile(t, "sender.conf", shipSenderConf(work, w.dir, w.collector))
 		rsyslogs = append(rsyslogs, tp.start(t, "rsyslogd sender", w.ns, rsyslogd, "-n", "-f", conf, "-i", filepath.Join(work, "pid")))
 	}
 
@@ -208,8 +205,7 @@ func shipTopology(t *testing.T, tp *topology) ([]*shipWeb, string) {
 func shipCollector(t *testing.T, tp *topology, rsyslogd, col, out string) *proc {
 	t.Helper()
 	work := t.TempDir()
-	conf := filepath.Join(t.TempDir(), "collector.conf")
-	writeFile(t, conf, shipCollectorConf(work, out), 0o644)
+	conf := tempFile(t, "collector.conf", shipCollectorConf(work, out))
 	collector := tp.start(t, "rsyslogd collector", col, rsyslogd, "-n", "-f", conf, "-i", filepath.Join(work, "pid"))
 	listening := waitFor(10*time.Second, func() bool {
 		o, _ := tp.exec(col, "ss", "-Hltn")
