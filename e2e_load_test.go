@@ -243,10 +243,7 @@ func e2eStopCounts(t *testing.T, access []string, lines []logLine, sig, exit tim
 		}
 	}
 	for _, l := range lines {
-		client := l.src
-		if l.typ == "CR" {
-			client = l.dst
-		}
+		client := l.client()
 		port, err := strconv.ParseUint(client[strings.LastIndexByte(client, '#')+1:], 10, 16)
 		if err != nil {
 			t.Fatalf("line %q: %v", l.rest, err)

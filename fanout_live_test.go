@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -372,8 +371,7 @@ func TestLiveFanoutPair(t *testing.T) {
 	ng := tp.startNginx(tp.srvNS)
 	dir := newLogDir(t)
 	d := tp.startHttplog(t, tp.srvNS, tp.srvIf, dir, "-readers", "3", "-cpu", "2", "-pair")
-	script := filepath.Join(t.TempDir(), "pace.lua")
-	writeFile(t, script, "-- a pause between the requests of a connection, in ms\nfunction delay()\n\treturn 2\nend\n", 0o644)
+	script := tempFile(t, "pace.lua", "-- a pause between the requests of a connection, in ms\nfunction delay()\n\treturn 2\nend\n")
 	w := tp.start(t, "wrk", tp.cliNS, wrk, "-t1", "-c8", "-d3s", "-s", script, httpURL(tp.srv4, 80, "/small"))
 	if !w.wait(30*time.Second) || w.err != nil {
 		t.Fatalf("wrk: %v\n%s%s", w.err, w.stdout.String(), w.stderr.String())

@@ -9,7 +9,8 @@ package main
 // and veth pairs and sends raw frames; harness_http_test.go runs nginx and
 // curl in them.
 //
-// The behaviour tests that use it: live_test.go, e2e_*_test.go,
+// The behaviour tests that use it: live_test.go, fanout_live_test.go,
+// pairing_live_test.go, pairing_memory_test.go, e2e_*_test.go,
 // ship_test.go, fault_test.go, script_test.go, script_config_test.go,
 // privilege_test.go, install_test.go, and TestPipeStalled
 // (pcapfile_test.go); docs/E2E.md says what each proves.

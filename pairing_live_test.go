@@ -25,9 +25,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"regexp"
-	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -95,13 +94,11 @@ func TestLivePairNginx(t *testing.T) {
 	mss := pairPipeline(t, tp.cliNS, curlAddrPort(t, v4, "80"), "GET /small", "GET /hello.txt", "HEAD /hello.txt", "GET /missing", "POST /hello.txt")
 	pairPipeline(t, tp.cliNS, curlAddrPort(t, v6, "8080"), "GET /small", "GET /api", "HEAD /", "GET /redirect")
 
-	pace := filepath.Join(t.TempDir(), "pace.lua")
-	writeFile(t, pace, "-- a pause between the requests of a connection, in ms\nfunction delay()\n\treturn 2\nend\n", 0o644)
+	pace := tempFile(t, "pace.lua", "-- a pause between the requests of a connection, in ms\nfunction delay()\n\treturn 2\nend\n")
 	pairWrk(t, tp, wrk, "-t1", "-c4", "-d2s", "-s", pace, httpURL(v4, 80, "/small"))
 
 	tp.run("-n", tp.cliNS, "link", "set", "dev", tp.cliIf, "gso_max_segs", "1")
-	pipeline := filepath.Join(t.TempDir(), "pipeline.lua")
-	writeFile(t, pipeline, fmt.Sprintf(`-- three requests a write, each padded to one segment of %d bytes
+	pipeline := tempFile(t, "pipeline.lua", fmt.Sprintf(`-- three requests a write, each padded to one segment of %d bytes
 local mss = %d
 local function padded(path)
 	local r = wrk.format("GET", path, {["X-Pad"] = ""})
@@ -116,7 +113,7 @@ end
 function delay()
 	return 5
 end
-`, mss, mss), 0o644)
+`, mss, mss))
 	pairWrk(t, tp, wrk, "-t1", "-c2", "-d1s", "-s", pipeline, httpURL(v4, 80, "/"))
 
 	stderr := stopHttplog(t, d)
@@ -274,7 +271,7 @@ func pairCheckNginx(t *testing.T, lines []logLine, timing []pairAccess) (pipelin
 	var checked, over int
 	var worst time.Duration
 	for client, c := range conns {
-		slices.SortFunc(c.requests, func(a, b pairAccess) int { return a.n - b.n })
+		sort.Slice(c.requests, func(i, j int) bool { return c.requests[i].n < c.requests[j].n })
 		if len(c.cq) != len(c.requests) || len(c.cr) != len(c.requests) {
 			t.Errorf("connection from %s: %d CQ and %d CR lines, nginx logged %d requests", client, len(c.cq), len(c.cr), len(c.requests))
 			continue
