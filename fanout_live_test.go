@@ -56,59 +56,7 @@ func TestLiveFanoutWholeConnections(t *testing.T) {
 		tp.curl(t, tp.cliNS, curlRequest{method: "GET", url: httpURL(tp.srv6, 80, fmt.Sprintf("/hello.txt?v6=%d", i))})
 	}
 
-	type conn struct {
-		readers   map[int]int // reader → packets
-		ways      map[bool]bool
-		labelWays map[bool]bool // directions that carried an IPv6 flow label
-	}
-	seen := map[string]*conn{}
-	// Read every ring until each connection has been seen both ways, and
-	// once more: the kernel hands a block over once its first frame is
-	// 64 ms old, later on a busy machine.
-	complete := func() bool {
-		n := 0
-		for _, c := range seen {
-			if len(c.ways) == 2 {
-				n++
-			}
-		}
-		return n >= 2*conns
-	}
-	var f frame
-	var p packet
-	for end, more := time.Now().Add(10*time.Second), 1; more >= 0 && time.Now().Before(end); {
-		if complete() {
-			more--
-		}
-		for r, s := range srcs {
-			for {
-				if err := s.next(&f); err == errTimeout {
-					break
-				} else if err != nil {
-					t.Fatal(err)
-				}
-				if decodeFrame(f.link, f.data, &p) != vTCP {
-					continue
-				}
-				a, b := netip.AddrPortFrom(addrFrom(p.src), p.sport), netip.AddrPortFrom(addrFrom(p.dst), p.dport)
-				up := p.dport == 80 // client to server
-				if !up {
-					a, b = b, a
-				}
-				key := a.String() + " " + b.String()
-				c := seen[key]
-				if c == nil {
-					c = &conn{readers: map[int]int{}, ways: map[bool]bool{}, labelWays: map[bool]bool{}}
-					seen[key] = c
-				}
-				c.readers[r]++
-				c.ways[up] = true
-				if len(p.src) == 16 && binary.BigEndian.Uint32(f.data[14:])&0xfffff != 0 {
-					c.labelWays[up] = true
-				}
-			}
-		}
-	}
+	seen := fanoutSeen(t, srcs, 2*conns)
 	used := map[int]bool{}
 	oneWayLabels := 0
 	for key, c := range seen {
@@ -137,6 +85,67 @@ func TestLiveFanoutWholeConnections(t *testing.T) {
 	if len(used) < 2 {
 		t.Errorf("%d connections, all on one socket of %d", len(seen), readers)
 	}
+}
+
+// fanoutConn is what the sockets of a fanout group saw of a connection.
+type fanoutConn struct {
+	readers   map[int]int // reader → packets
+	ways      map[bool]bool
+	labelWays map[bool]bool // directions that carried an IPv6 flow label
+}
+
+// fanoutSeen reads every ring of srcs until conns connections have been
+// seen both ways, and once more (the kernel hands a block over once its
+// first frame is 64 ms old, later on a busy machine), or 10 s have
+// passed; it returns what was seen of each connection, by its endpoints.
+func fanoutSeen(t *testing.T, srcs []*liveSource, conns int) map[string]*fanoutConn {
+	t.Helper()
+	seen := map[string]*fanoutConn{}
+	complete := func() bool {
+		n := 0
+		for _, c := range seen {
+			if len(c.ways) == 2 {
+				n++
+			}
+		}
+		return n >= conns
+	}
+	var f frame
+	var p packet
+	for end, more := time.Now().Add(10*time.Second), 1; more >= 0 && time.Now().Before(end); {
+		if complete() {
+			more--
+		}
+		for r, s := range srcs {
+			for {
+				if err := s.next(&f); err == errTimeout {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				if decodeFrame(f.link, f.data, &p) != vTCP {
+					continue
+				}
+				a, b := netip.AddrPortFrom(addrFrom(p.src), p.sport), netip.AddrPortFrom(addrFrom(p.dst), p.dport)
+				up := p.dport == 80 // client to server
+				if !up {
+					a, b = b, a
+				}
+				key := a.String() + " " + b.String()
+				c := seen[key]
+				if c == nil {
+					c = &fanoutConn{readers: map[int]int{}, ways: map[bool]bool{}, labelWays: map[bool]bool{}}
+					seen[key] = c
+				}
+				c.readers[r]++
+				c.ways[up] = true
+				if len(p.src) == 16 && binary.BigEndian.Uint32(f.data[14:])&0xfffff != 0 {
+					c.labelWays[up] = true
+				}
+			}
+		}
+	}
+	return seen
 }
 
 // TestLiveFanoutGroupIDs: without the kernel picking the group id, the

@@ -424,6 +424,26 @@ func TestLivePairDelay(t *testing.T) {
 	pairCurl(t, tp, nil, httpURL(v4, 80, "/delay?ms=50"), httpURL(v4, 80, "/delay?ms=250"), httpURL(v4, 80, "/delay?ms=1000"))
 	pairCurl(t, tp, nil, httpURL(v6, 80, "/delay?ms=1000"), httpURL(v6, 80, "/delay?ms=50"), httpURL(v6, 80, "/delay?ms=250"))
 
+	pairDelayPipeline(t, tp, srv)
+
+	stderr := stopHttplog(t, d)
+	lines := readLogDir(t, dir)
+	stats := parseStats(t, stderr)
+	checkStatsAddUp(t, stderr)
+	if stats["unanswered"] != 0 || stats["unmatched"] != 0 || stats["paired"] != 9 || stats["CR"] != 9 {
+		t.Errorf("want paired=CR=9, unanswered=unmatched=0: %s", lastStatsLine(stderr))
+	}
+	if pipelined := pairCheckDelays(t, lines); pipelined != 2 {
+		t.Errorf("%d requests pipelined, want 2", pipelined)
+	}
+}
+
+// pairDelayPipeline pipelines to the delay server srv: a request for
+// 200 ms, and when the server is half way through it, two more for 50 ms
+// each, back to back; it reads the three responses.
+func pairDelayPipeline(t *testing.T, tp *topology, srv *proc) {
+	t.Helper()
+	v4 := tp.srv4
 	var c net.Conn
 	err := inNetns(tp.cliNS, func() (err error) {
 		c, err = net.DialTimeout("tcp", net.JoinHostPort(v4, "80"), 5*time.Second)
@@ -457,14 +477,14 @@ func TestLivePairDelay(t *testing.T) {
 		}
 	}
 	c.Close()
+}
 
-	stderr := stopHttplog(t, d)
-	lines := readLogDir(t, dir)
-	stats := parseStats(t, stderr)
-	checkStatsAddUp(t, stderr)
-	if stats["unanswered"] != 0 || stats["unmatched"] != 0 || stats["paired"] != 9 || stats["CR"] != 9 {
-		t.Errorf("want paired=CR=9, unanswered=unmatched=0: %s", lastStatsLine(stderr))
-	}
+// pairCheckDelays checks the time of each CR line of TestLivePairDelay
+// against the delay its request asked for, plus, for a request sent
+// before the response to the one before it, the time it waited for that
+// response. It returns how many requests were pipelined.
+func pairCheckDelays(t *testing.T, lines []logLine) int {
+	t.Helper()
 	delayRE := regexp.MustCompile(` CQ GET /delay\?ms=(\d+)`)
 	pipelined := 0
 	for client, c := range pairLiveConns(t, lines) {
@@ -499,9 +519,7 @@ func TestLivePairDelay(t *testing.T) {
 			}
 		}
 	}
-	if pipelined != 2 {
-		t.Errorf("%d requests pipelined, want 2", pipelined)
-	}
+	return pipelined
 }
 
 // pairDelayServer starts TestPairDelayServer in the server namespace and
