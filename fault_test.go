@@ -3,13 +3,11 @@ package main
 // Faults, run against the real binary: a full disk, a logrotate-style
 // rename with SIGHUP, errors before capture (not root, unwritable
 // directory, bad variable), and a capture crossing local midnight. Packets
-// come through a pipe (-r -), so the daemon runs as long as the test wants
-// without any network.
+// come through a pipe (-r -, startPiped), so the daemon runs as long as
+// the test wants without any network.
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,125 +16,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 )
 
-// pipedDaemon is httplog reading packets from a pipe the test writes to.
-type pipedDaemon struct {
-	cmd    *exec.Cmd
-	in     io.WriteCloser
-	pcap   *pcapgo.Writer
-	stderr *liveBuffer
-	sent   int
-}
-
-func startPiped(t *testing.T, args ...string) *pipedDaemon {
-	t.Helper()
-	d := startPipedRaw(t, args...)
-	d.pcap = pcapgo.NewWriter(d.in)
-	if err := d.pcap.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// startPipedRaw starts httplog on a pipe the test has written nothing to,
-// not even a capture header.
-func startPipedRaw(t *testing.T, args ...string) *pipedDaemon {
-	t.Helper()
-	d := &pipedDaemon{stderr: &liveBuffer{}}
-	d.cmd = exec.Command(liveBinary(t), append([]string{"-r", "-", "-log_every", "0"}, args...)...)
-	d.cmd.Env = liveEnv()
-	d.cmd.Stderr = d.stderr
-	var err error
-	if d.in, err = d.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if d.cmd.ProcessState == nil {
-			d.cmd.Process.Kill()
-			d.cmd.Wait()
-		}
-	})
-	return d
-}
-
-// send writes n requests, numbered on from the last, captured now.
-func (d *pipedDaemon) send(t *testing.T, n int) {
-	t.Helper()
-	for i := 0; i < n; i++ {
-		fr := ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, fmt.Sprintf("GET /%06d HTTP/1.1\r\nHost: h\r\n\r\n", d.sent))
-		d.sent++
-		if err := d.pcap.WritePacket(gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: len(fr), Length: len(fr)}, fr); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// finish closes the pipe and waits for a clean exit.
-func (d *pipedDaemon) finish(t *testing.T) string {
-	t.Helper()
-	d.in.Close()
-	d.waitExit(t, "its input closed")
-	return d.stderr.String()
-}
-
-// terminate sends SIGTERM, with the pipe left open, and waits for a clean
-// exit.
-func (d *pipedDaemon) terminate(t *testing.T) {
-	t.Helper()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	d.waitExit(t, "SIGTERM")
-}
-
-// waitExit waits for httplog to exit 0 after what was done to it.
-func (d *pipedDaemon) waitExit(t *testing.T, after string) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("httplog: %v\n%s", err, d.stderr)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("httplog did not end after %s\n%s", after, d.stderr)
-	}
-}
-
-func waitForText(b *liveBuffer, text string, d time.Duration) bool {
-	return liveWaitFor(d, func() bool { return strings.Contains(b.String(), text) })
-}
-
-// checkNumbered checks that files hold the requests 0…n-1, each once, in
-// order across the files as given, every line whole.
+// checkNumbered checks that files hold the requests 0…n-1 of
+// pipedHttplog.send, each once, in order across the files as given,
+// every line whole.
 func checkNumbered(t *testing.T, n int, files ...string) {
 	t.Helper()
 	next := 0
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(b) > 0 && b[len(b)-1] != '\n' {
+		text := readFile(t, f)
+		if text != "" && !strings.HasSuffix(text, "\n") {
 			t.Errorf("%s ends inside a line", f)
 		}
-		for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
-			if line == "" {
-				continue
-			}
-			var got int
-			if fields := strings.Fields(line); len(fields) != 10 || fields[4] != "CQ" || fields[8] != "h" {
-				t.Fatalf("%s: malformed line %q", filepath.Base(f), line)
-			}
-			fmt.Sscanf(strings.Fields(line)[6], "/%d", &got)
-			if got != next {
-				t.Fatalf("%s: request /%06d where /%06d was due", filepath.Base(f), got, next)
+		for _, l := range parseLogText(t, filepath.Base(f), text) {
+			want := fmt.Sprintf("GET /%06d HTTP/1.1 h -", next)
+			if l.typ != "CQ" || l.msg != want {
+				t.Fatalf("%s: %q where the CQ line %q was due", l.file, l.rest, want)
 			}
 			next++
 		}
@@ -146,33 +43,43 @@ func checkNumbered(t *testing.T, n int, files ...string) {
 	}
 }
 
-func today() string { return time.Now().Format("20060102") }
+// todayFile is the name of today's log file.
+func todayFile() string { return logFileName("", time.Now()) }
 
 // TestFaultDiskFull: on a full tmpfs, lines are held and the error is
 // reported and counted; when space returns, writing resumes and no line is
 // lost or cut.
 func TestFaultDiskFull(t *testing.T) {
-	liveRequireRoot(t)
 	dir, filler := fullTmpfs(t)
-
-	d := startPiped(t, "-d", dir)
+	d := startPiped(t, "-d", dir, "-log_every", "1")
 	d.send(t, 300)
-	if !waitForText(d.stderr, "no space left on device", 5*time.Second) {
-		t.Fatalf("no write error reported:\n%s", d.stderr)
+	if !d.stderr.waitText("no space left on device", 5*time.Second) {
+		t.Fatalf("no write error reported:\n%s", d.stderr.String())
 	}
 	d.send(t, 200) // while the disk is full
-	time.Sleep(1200 * time.Millisecond)
+	// The disk stays full until the writer holds these lines too and has
+	// failed to write them once more (it retries every second).
+	var held uint64
+	if !d.sendUntil(t, 10*time.Second, func(stats map[string]uint64) bool {
+		if held == 0 && stats["CQ"] >= 500 {
+			held = stats["write_errors"]
+		}
+		return held > 0 && stats["write_errors"] > held
+	}) {
+		t.Fatalf("the writer did not try again with the lines held:\n%s", lastStatsLine(d.stderr.String()))
+	}
+	t.Logf("%d requests sent, the disk full: %s", d.sent, lastStatsLine(d.stderr.String()))
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if !waitForText(d.stderr, "again", 5*time.Second) {
-		t.Fatalf("writing did not resume:\n%s", d.stderr)
+	if !d.stderr.waitText("again", 5*time.Second) {
+		t.Fatalf("writing did not resume:\n%s", d.stderr.String())
 	}
 	d.send(t, 100)
 	stderr := d.finish(t)
-	checkNumbered(t, 600, filepath.Join(dir, "http-"+today()+".log"))
-	if !strings.Contains(stderr, "lines_lost=0") || strings.Contains(stderr, "write_errors=0 ") {
-		t.Errorf("statistics: want write errors counted and no line lost:\n%s", stderr)
+	checkNumbered(t, d.sent, filepath.Join(dir, todayFile()))
+	if stats := parseStats(t, stderr); stats["lines_lost"] != 0 || stats["write_errors"] == 0 {
+		t.Errorf("statistics: want write errors counted and no line lost: %s", lastStatsLine(stderr))
 	}
 }
 
@@ -180,18 +87,18 @@ func TestFaultDiskFull(t *testing.T) {
 // the renamed file, new ones go to a fresh file, none lost.
 func TestFaultRotate(t *testing.T) {
 	dir := t.TempDir()
-	name := filepath.Join(dir, "http-"+today()+".log")
+	name := filepath.Join(dir, todayFile())
 	d := startPiped(t, "-d", dir)
 	d.send(t, 50)
-	if !liveWaitFor(5*time.Second, func() bool { b, _ := os.ReadFile(name); return bytes.Count(b, []byte("\n")) == 50 }) {
+	if waitLogLines(dir, 50, 5*time.Second) < 50 {
 		t.Fatalf("the first lines were not flushed within a second or so")
 	}
 	if err := os.Rename(name, name+".1"); err != nil {
 		t.Fatal(err)
 	}
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	if !waitForText(d.stderr, "SIGHUP", 5*time.Second) {
-		t.Fatalf("SIGHUP not acknowledged:\n%s", d.stderr)
+	if !d.stderr.waitText("SIGHUP", 5*time.Second) {
+		t.Fatalf("SIGHUP not acknowledged:\n%s", d.stderr.String())
 	}
 	d.send(t, 50)
 	d.finish(t)
@@ -199,22 +106,18 @@ func TestFaultRotate(t *testing.T) {
 }
 
 // TestFaultStartErrors: failures before any capture, as users meet them:
-// one line naming the cause, and a non-zero exit.
+// one line naming the cause, and a non-zero exit. (Long for its table:
+// one row a failure.)
 func TestFaultStartErrors(t *testing.T) {
-	liveRequireRoot(t)
+	requireRoot(t, "running httplog as user nobody")
 	// A copy of the binary that user nobody can run.
 	shared, err := os.MkdirTemp("", "httplog-nobody-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(shared) })
-	bin := filepath.Join(shared, "httplog")
-	data, err := os.ReadFile(liveBinary(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(bin, data, 0o755)
-	os.WriteFile(filepath.Join(shared, "seed.pcap"), mustRead(t, filepath.Join("testdata", "seed.pcap")), 0o644)
+	bin := copyHttplog(t, shared)
+	writeFile(t, filepath.Join(shared, "seed.pcap"), readFile(t, filepath.Join("testdata", "seed.pcap")), 0o644)
 	writable := filepath.Join(shared, "logs")
 	os.Mkdir(writable, 0o777)
 	os.Chmod(writable, 0o777)
@@ -259,34 +162,17 @@ func TestFaultStartErrors(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				cmd := exec.Command(bin, args...)
-				cmd.Env = append(liveEnv(), tt.env...)
+				cmd.Env = append(testEnv(), tt.env...)
 				if tt.nobody {
 					cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 				}
-				var stdout, stderr bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &stdout, &stderr
-				err := cmd.Run()
-				code := 0
-				if ee, ok := err.(*exec.ExitError); ok {
-					code = ee.ExitCode()
-				} else if err != nil {
-					t.Fatal(err)
-				}
-				if code != tt.code || stderr.String() != tt.want+"\n" || stdout.Len() != 0 {
-					t.Errorf("exit %d, stderr %q\nwant exit %d, %q", code, stderr.String(), tt.code, tt.want)
+				stdout, stderr, code := runCmd(t, cmd)
+				if code != tt.code || stderr != tt.want+"\n" || stdout != "" {
+					t.Errorf("exit %d, stderr %q\nwant exit %d, %q", code, stderr, tt.code, tt.want)
 				}
 			})
 		}
 	}
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // TestFaultMidnight: with TZ set, a capture crossing local midnight puts
@@ -304,10 +190,8 @@ func TestFaultMidnight(t *testing.T) {
 	at := []time.Time{midnight.Add(-time.Millisecond), midnight, midnight.Add(-2 * time.Millisecond)}
 	path := writePcapAt(t, layers.LinkTypeEthernet, frames, func(i int) time.Time { return at[i] })
 	dir := t.TempDir()
-	cmd := exec.Command(liveBinary(t), "-r", path, "-d", dir)
-	cmd.Env = append(liveEnv(), "TZ=Asia/Seoul")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
+	if out, errOut, code := runHttplog(t, []string{"TZ=Asia/Seoul"}, "-r", path, "-d", dir); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
 	}
 	want := map[string]string{
 		"http-20190901.log": "2019-09-01 23:59:59.999 192.0.2.1#40000 198.51.100.2#80 CQ GET /before HTTP/1.1 - -\n" +
@@ -315,7 +199,7 @@ func TestFaultMidnight(t *testing.T) {
 		"http-20190902.log": "2019-09-02 00:00:00.000 192.0.2.1#40001 198.51.100.2#80 CQ GET /after HTTP/1.1 - -\n",
 	}
 	for name, w := range want {
-		if got := string(mustRead(t, filepath.Join(dir, name))); got != w {
+		if got := readFile(t, filepath.Join(dir, name)); got != w {
 			t.Errorf("%s:\n got %q\nwant %q", name, got, w)
 		}
 	}
@@ -325,6 +209,7 @@ func TestFaultMidnight(t *testing.T) {
 // with one file; it returns the directory and the file.
 func fullTmpfs(t *testing.T) (string, string) {
 	t.Helper()
+	requireRoot(t, "mounting a small tmpfs to fill up")
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k,mode=0750", "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v %s", err, out)
@@ -341,32 +226,16 @@ func fullTmpfs(t *testing.T) (string, string) {
 	return dir, filler
 }
 
-// endPiped closes the daemon's input and returns its exit code and
-// standard error once it has ended.
-func endPiped(t *testing.T, d *pipedDaemon) (int, string) {
-	t.Helper()
-	d.in.Close()
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("httplog did not end after its input closed\n%s", d.stderr)
-	}
-	return d.cmd.ProcessState.ExitCode(), d.stderr.String()
-}
-
 // TestFaultDiskFullAtExit: a -r run whose disk stays full to the end
 // exits 1 after its statistics line; its file ends with a whole line (the
 // head of the line the disk cut is cut back), and the next run, with
 // space again, goes on from a line of its own.
 func TestFaultDiskFullAtExit(t *testing.T) {
-	liveRequireRoot(t)
 	dir, filler := fullTmpfs(t)
-	name := filepath.Join(dir, "http-"+today()+".log")
+	name := filepath.Join(dir, todayFile())
 	d := startPiped(t, "-d", dir)
-	if !waitForText(d.stderr, "started", 5*time.Second) {
-		t.Fatalf("no start:\n%s", d.stderr)
+	if !d.stderr.waitText("started", 5*time.Second) {
+		t.Fatalf("no start:\n%s", d.stderr.String())
 	}
 	// One page free: the first write of the lines stops inside a line
 	// (4096 is not a multiple of their length).
@@ -378,11 +247,9 @@ func TestFaultDiskFullAtExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.send(t, 300)
-	code, stderr := endPiped(t, d)
-	text := string(mustRead(t, name))
-	written := strings.Count(text, "\n")
-	if code != 1 || written == 0 || !strings.Contains(stderr, fmt.Sprintf(" lines_lost=%d\n", 300-written)) ||
-		!strings.Contains(stderr, "cut back the ") {
+	code, stderr := d.end(t)
+	written := strings.Count(readFile(t, name), "\n")
+	if code != 1 || written == 0 || parseStats(t, stderr)["lines_lost"] != uint64(300-written) || !strings.Contains(stderr, "cut back the ") {
 		t.Errorf("exit %d, %d lines written; want exit 1 and the others lost, a cut said:\n%s", code, written, stderr)
 	}
 	checkNumbered(t, written, name)
@@ -403,20 +270,18 @@ func TestFaultDiskFullAtExit(t *testing.T) {
 func TestFaultSecondInstance(t *testing.T) {
 	dir := t.TempDir()
 	d := startPiped(t, "-d", dir)
-	if !waitForText(d.stderr, "started", 5*time.Second) {
-		t.Fatalf("no start:\n%s", d.stderr)
+	if !d.stderr.waitText("started", 5*time.Second) {
+		t.Fatalf("no start:\n%s", d.stderr.String())
 	}
-	second := exec.Command(liveBinary(t), "-r", filepath.Join("testdata", "seed.pcap"), "-d", dir)
-	second.Env = liveEnv()
-	out, err := second.CombinedOutput()
+	out, errOut, code := runHttplog(t, nil, "-r", filepath.Join("testdata", "seed.pcap"), "-d", dir)
 	want := fmt.Sprintf("httplog: -d %s: another httplog is writing into this directory (pid %d holds %s)\n",
 		dir, d.cmd.Process.Pid, filepath.Join(dir, ".httplog.lock"))
-	if second.ProcessState.ExitCode() != 1 || string(out) != want {
-		t.Errorf("second start: %v, output %q\nwant exit 1, %q", err, out, want)
+	if code != 1 || out+errOut != want {
+		t.Errorf("second start: exit %d, output %q\nwant exit 1, %q", code, out+errOut, want)
 	}
 	d.send(t, 20)
 	d.finish(t)
-	checkNumbered(t, 20, filepath.Join(dir, "http-"+today()+".log"))
+	checkNumbered(t, 20, filepath.Join(dir, todayFile()))
 	if _, err := os.Stat(filepath.Join(dir, "http-20190901.log")); err == nil {
 		t.Error("the refused start wrote the seed's lines")
 	}
@@ -428,23 +293,19 @@ func TestFaultSecondInstance(t *testing.T) {
 // or doubled.
 func TestFaultDirRemovedUnderLoad(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "logs")
-	name := filepath.Join(dir, "http-"+today()+".log")
+	name := filepath.Join(dir, todayFile())
 	d := startPiped(t, "-d", dir)
 	d.send(t, 50)
-	if !liveWaitFor(5*time.Second, func() bool { b, _ := os.ReadFile(name); return bytes.Count(b, []byte("\n")) == 50 }) {
+	if waitLogLines(dir, 50, 5*time.Second) < 50 {
 		t.Fatalf("the first lines were not flushed within a second or so")
 	}
 	before := filepath.Join(t.TempDir(), "before.log") // a copy: a link would keep the file's name
-	if err := os.WriteFile(before, mustRead(t, name), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, before, readFile(t, name), 0o640)
+	removeLogDir(t, dir)
 	d.send(t, 20000) // about 1.5 MB of lines: several 256 KiB writes before the next tick
 	stderr := d.finish(t)
 	checkNumbered(t, 20050, before, name)
-	if !strings.Contains(stderr, "lines_lost=0") {
+	if parseStats(t, stderr)["lines_lost"] != 0 {
 		t.Errorf("statistics:\n%s", stderr)
 	}
 }

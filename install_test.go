@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +44,7 @@ var installed = []struct {
 func makeSh(t *testing.T, bin string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("bash", append([]string{"make.sh"}, args...)...)
-	cmd.Env = append(liveEnv(), "HTTPLOG_BIN="+bin)
+	cmd.Env = append(testEnv(), "HTTPLOG_BIN="+bin)
 	out, err := cmd.CombinedOutput()
 	t.Logf("make.sh %s:\n%s", strings.Join(args, " "), out)
 	if err != nil {
@@ -62,7 +60,7 @@ func httplogAccount(t *testing.T) *account {
 	if a, err := lookupAccount("httplog"); err == nil {
 		return a
 	}
-	useradd := liveTool(t, "useradd")
+	useradd := tool(t, "useradd")
 	out, err := exec.Command(useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
 		"--shell", "/usr/sbin/nologin", "httplog").CombinedOutput()
 	if err != nil {
@@ -77,70 +75,31 @@ func httplogAccount(t *testing.T) *account {
 }
 
 func TestInstall(t *testing.T) {
-	liveRequireRoot(t)
-	for _, tool := range []string{"systemd-analyze", "logrotate", "man", "groff"} {
-		liveTool(t, tool)
+	requireRoot(t, "installing under a DESTDIR as root, and a user httplog")
+	for _, name := range []string{"systemd-analyze", "logrotate", "man", "groff"} {
+		tool(t, name)
 	}
 	user := httplogAccount(t)
-	bin := liveBinary(t)
+	bin := httplogBinary(t)
 	dest := t.TempDir()
 	out := makeSh(t, bin, "install", dest)
 	if !strings.Contains(out, "DESTDIR is set: the user httplog is not made") {
 		t.Errorf("install into a DESTDIR does not say that it skips the user")
 	}
-	conf := strings.Replace(string(mustRead(t, "httplog.conf")), "\nHTTPLOG_USER=\n", "\nHTTPLOG_USER=httplog\n", 1)
+	conf := strings.Replace(readFile(t, "httplog.conf"), "\nHTTPLOG_USER=\n", "\nHTTPLOG_USER=httplog\n", 1)
 	if !strings.Contains(conf, "\nHTTPLOG_USER=httplog\n") {
 		t.Fatal("httplog.conf has no empty HTTPLOG_USER= line")
 	}
-	var want []string
-	for _, f := range installed {
-		name := filepath.Join(dest, f.path)
-		want = append(want, name)
-		fi, err := os.Stat(name)
-		if err != nil {
-			t.Errorf("install did not write %s: %v", f.path, err)
-			continue
-		}
-		if fi.Mode() != f.mode {
-			t.Errorf("%s has mode %v, want %v", f.path, fi.Mode(), f.mode)
-		}
-		content := conf
-		switch {
-		case f.from != "":
-			content = string(mustRead(t, f.from))
-		case strings.HasSuffix(f.path, "/httplog") && strings.HasPrefix(f.path, "usr/"):
-			content = string(mustRead(t, bin))
-		}
-		if string(mustRead(t, name)) != content {
-			t.Errorf("%s is not what it should be (from %q)", f.path, f.from)
-		}
-	}
-	var files []string
-	filepath.WalkDir(dest, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			files = append(files, p)
-		}
-		return err
-	})
-	sort.Strings(files)
-	sort.Strings(want)
-	if strings.Join(files, "\n") != strings.Join(want, "\n") {
-		t.Errorf("install wrote\n%s\nwant\n%s", strings.Join(files, "\n"), strings.Join(want, "\n"))
-	}
-	for dir, mode := range map[string]fs.FileMode{"log": 0o755, "log/httplog": 0o750} {
-		if fi, err := os.Stat(filepath.Join(dest, dir)); err != nil || fi.Mode() != fs.ModeDir|mode {
-			t.Errorf("/%s: %v, %v; want a directory of mode %v", dir, fi.Mode(), err, mode)
-		}
-	}
+	installCheckFiles(t, dest, bin, conf)
 
 	// A configuration of the operator's is never overwritten.
 	sysconf := filepath.Join(dest, "etc/sysconfig/httplog")
 	mine := conf + "HTTPLOG_PORT=8080 # mine\n"
-	liveWrite(t, sysconf, mine)
+	writeFile(t, sysconf, mine, 0o644)
 	if out := makeSh(t, bin, "install", dest); !strings.Contains(out, "kept /etc/sysconfig/httplog") {
 		t.Errorf("a second install does not say that it kept the configuration")
 	}
-	if string(mustRead(t, sysconf)) != mine {
+	if readFile(t, sysconf) != mine {
 		t.Errorf("a second install overwrote /etc/sysconfig/httplog")
 	}
 
@@ -164,7 +123,7 @@ func TestInstall(t *testing.T) {
 		t.Errorf("uninstall removed the log directory: %v", err)
 	}
 	// An unchanged configuration goes with the rest.
-	liveWrite(t, sysconf, conf)
+	writeFile(t, sysconf, conf, 0o644)
 	if out := makeSh(t, bin, "uninstall", dest); !strings.Contains(out, "removed /etc/sysconfig/httplog (unchanged since install)") {
 		t.Errorf("uninstall does not say that it removed the unchanged configuration")
 	}
@@ -173,11 +132,58 @@ func TestInstall(t *testing.T) {
 	}
 }
 
+// installCheckFiles checks what install wrote under dest: the files of
+// installed, each with its mode and content (the binary bin, conf for the
+// configuration), nothing else, and the log directories with their modes.
+func installCheckFiles(t *testing.T, dest, bin, conf string) {
+	t.Helper()
+	var want []string
+	for _, f := range installed {
+		name := filepath.Join(dest, f.path)
+		want = append(want, name)
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Errorf("install did not write %s: %v", f.path, err)
+			continue
+		}
+		if fi.Mode() != f.mode {
+			t.Errorf("%s has mode %v, want %v", f.path, fi.Mode(), f.mode)
+		}
+		content := conf
+		switch {
+		case f.from != "":
+			content = readFile(t, f.from)
+		case strings.HasSuffix(f.path, "/httplog") && strings.HasPrefix(f.path, "usr/"):
+			content = readFile(t, bin)
+		}
+		if readFile(t, name) != content {
+			t.Errorf("%s is not what it should be (from %q)", f.path, f.from)
+		}
+	}
+	var files []string
+	filepath.WalkDir(dest, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return err
+	})
+	sort.Strings(files)
+	sort.Strings(want)
+	if strings.Join(files, "\n") != strings.Join(want, "\n") {
+		t.Errorf("install wrote\n%s\nwant\n%s", strings.Join(files, "\n"), strings.Join(want, "\n"))
+	}
+	for dir, mode := range map[string]fs.FileMode{"log": 0o755, "log/httplog": 0o750} {
+		if fi, err := os.Stat(filepath.Join(dest, dir)); err != nil || fi.Mode() != fs.ModeDir|mode {
+			t.Errorf("/%s: %v, %v; want a directory of mode %v", dir, fi.Mode(), err, mode)
+		}
+	}
+}
+
 // installCheckUnit: systemd-analyze verify accepts the unit as installed,
 // its ExecStart pointed at the binary under DESTDIR (verify checks that
 // it is executable) and its man: link found in DESTDIR's manual pages.
 func installCheckUnit(t *testing.T, dest string) {
-	unit := string(mustRead(t, filepath.Join(dest, "usr/local/lib/systemd/system/httplog.service")))
+	unit := readFile(t, filepath.Join(dest, "usr/local/lib/systemd/system/httplog.service"))
 	for _, want := range []string{"\nEnvironmentFile=-/etc/sysconfig/httplog\n", "\nExecStart=/usr/local/sbin/httplog -u httplog $HTTPLOG_OPTS\n",
 		"\nNoNewPrivileges=yes\n", "\nProtectSystem=strict\n", "\nReadWritePaths=-/log/httplog\n", "\nRestart=on-failure\n",
 		"\nCapabilityBoundingSet=CAP_NET_RAW CAP_SETUID CAP_SETGID CAP_CHOWN CAP_DAC_OVERRIDE\n"} {
@@ -187,14 +193,14 @@ func installCheckUnit(t *testing.T, dest string) {
 	}
 	dir := t.TempDir()
 	check := filepath.Join(dir, "httplog.service")
-	liveWrite(t, check, strings.ReplaceAll(unit, "=/usr/local/sbin/", "="+dest+"/usr/local/sbin/"))
-	cmd := exec.Command(liveTool(t, "systemd-analyze"), "verify", check)
-	cmd.Env = append(liveEnv(), "MANPATH="+filepath.Join(dest, "usr/local/share/man"))
+	writeFile(t, check, strings.ReplaceAll(unit, "=/usr/local/sbin/", "="+dest+"/usr/local/sbin/"), 0o644)
+	cmd := exec.Command(tool(t, "systemd-analyze"), "verify", check)
+	cmd.Env = append(testEnv(), "MANPATH="+filepath.Join(dest, "usr/local/share/man"))
 	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 	// It does find faults: a unit naming a binary that is not there.
-	liveWrite(t, check, strings.ReplaceAll(unit, "=/usr/local/sbin/", "="+dir+"/nowhere/"))
+	writeFile(t, check, strings.ReplaceAll(unit, "=/usr/local/sbin/", "="+dir+"/nowhere/"), 0o644)
 	if out, err := cmd.CombinedOutput(); err == nil {
 		t.Errorf("systemd-analyze verify accepts a unit without its binary:\n%s", out)
 	}
@@ -205,7 +211,7 @@ func installCheckUnit(t *testing.T, dest string) {
 // days after its last line, deletes a compressed day 30 days after, and
 // leaves today's file and younger days alone; text and JSON files alike.
 func installCheckLogrotate(t *testing.T, dest string, user *account) {
-	logrotate := liveTool(t, "logrotate")
+	logrotate := tool(t, "logrotate")
 	conf := filepath.Join(dest, "etc/logrotate.d/httplog")
 	state := filepath.Join(t.TempDir(), "state")
 	out, err := exec.Command(logrotate, "-d", "-s", state, conf).CombinedOutput()
@@ -229,15 +235,14 @@ func installCheckLogrotate(t *testing.T, dest string, user *account) {
 	seen := "logrotate state -- version 2\n"
 	for name, at := range files {
 		p := filepath.Join(dir, name)
-		liveWrite(t, p, name+"\n")
+		writeFile(t, p, name+"\n", 0o644)
 		os.Chmod(p, 0o640)
 		os.Chown(p, user.uid, user.gid)
 		os.Chtimes(p, at, at)
 		seen += fmt.Sprintf("%q 2000-1-1-0:0:0\n", p) // seen long ago: "daily" is due
 	}
-	liveWrite(t, state, seen)
-	test := filepath.Join(t.TempDir(), "httplog")
-	liveWrite(t, test, strings.ReplaceAll(string(mustRead(t, conf)), "/log/httplog/", dir+"/"))
+	writeFile(t, state, seen, 0o644)
+	test := tempFile(t, "httplog", strings.ReplaceAll(readFile(t, conf), "/log/httplog/", dir+"/"))
 	if out, err := exec.Command(logrotate, "-s", state, test).CombinedOutput(); err != nil {
 		t.Fatalf("logrotate: %v\n%s", err, out)
 	}
@@ -254,7 +259,7 @@ func installCheckLogrotate(t *testing.T, dest string, user *account) {
 	got := map[string]string{}
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		b := mustRead(t, filepath.Join(dir, e.Name()))
+		b := []byte(readFile(t, filepath.Join(dir, e.Name())))
 		if strings.HasSuffix(e.Name(), ".1.gz") && e.Name() != "http-20300103.log.1.gz" {
 			zr, err := gzip.NewReader(bytes.NewReader(b))
 			if err != nil {
@@ -274,14 +279,14 @@ func installCheckLogrotate(t *testing.T, dest string, user *account) {
 // every flag of httplog -h and every HTTPLOG_* variable of httplog.conf.
 func installCheckManPage(t *testing.T, dest, bin string) {
 	page := filepath.Join(dest, "usr/local/share/man/man8/httplog.8")
-	cmd := exec.Command("bash", "-c", `MANWIDTH=80 "$0" --warnings -l "$1" 2>&1 >/dev/null`, liveTool(t, "man"), page)
+	cmd := exec.Command("bash", "-c", `MANWIDTH=80 "$0" --warnings -l "$1" 2>&1 >/dev/null`, tool(t, "man"), page)
 	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
 		t.Errorf("man --warnings -l httplog.8: %v\n%s", err, out)
 	}
-	if out, err := exec.Command(liveTool(t, "groff"), "-man", "-ww", "-z", page).CombinedOutput(); err != nil || len(out) > 0 {
+	if out, err := exec.Command(tool(t, "groff"), "-man", "-ww", "-z", page).CombinedOutput(); err != nil || len(out) > 0 {
 		t.Errorf("groff -man -ww -z httplog.8: %v\n%s", err, out)
 	}
-	text := string(mustRead(t, page))
+	text := readFile(t, page)
 	usage, _ := exec.Command(bin, "-h").CombinedOutput()
 	flags := regexp.MustCompile(`(?m)^  -(\w+)`).FindAllStringSubmatch(string(usage), -1)
 	if len(flags) < 15 {
@@ -292,7 +297,7 @@ func installCheckManPage(t *testing.T, dest, bin string) {
 			t.Errorf("the manual page does not describe -%s", f[1])
 		}
 	}
-	for _, v := range regexp.MustCompile(`HTTPLOG_[A-Z_]+`).FindAllString(string(mustRead(t, "httplog.conf")), -1) {
+	for _, v := range regexp.MustCompile(`HTTPLOG_[A-Z_]+`).FindAllString(readFile(t, "httplog.conf"), -1) {
 		if !strings.Contains(text, v) {
 			t.Errorf("the manual page does not name %s", v)
 		}
@@ -304,50 +309,25 @@ func installCheckManPage(t *testing.T, dest, bin string) {
 // directories, starts httplog as user httplog, reports its status, stops
 // it, and the lines are written, in files of user httplog's.
 func installRunScript(t *testing.T, dest string, user *account) {
-	e := &scriptEnv{t: t, script: filepath.Join(dest, "usr/local/sbin/start_httplog.sh"), bin: filepath.Join(dest, "usr/local/sbin/httplog")}
-	t.Cleanup(func() {
-		for _, pid := range scriptPIDsOf(e.bin) {
-			t.Logf("cleanup: killing leftover pid %d", pid)
-			if p, err := os.FindProcess(pid); err == nil {
-				p.Kill()
-			}
-		}
-	})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-
-	logDir := filepath.Join(openTempDir(t), "log")
-	conf := filepath.Join(t.TempDir(), "httplog")
-	liveWrite(t, conf, string(mustRead(t, filepath.Join(dest, "etc/sysconfig/httplog")))+fmt.Sprintf(
+	// A directory every user may enter: httplog writes as user httplog.
+	e := scriptEnvFor(t, openTempDir(t), filepath.Join(dest, "usr/local/sbin/start_httplog.sh"), filepath.Join(dest, "usr/local/sbin/httplog"))
+	conf := e.writeConf(filepath.Join(e.tmp, "httplog"), readFile(t, filepath.Join(dest, "etc/sysconfig/httplog"))+fmt.Sprintf(
 		"HTTPLOG_DEVICE=lo\nHTTPLOG_PORT=%d\nHTTPLOG_DIR=%s\nHTTPLOG_PIDFILE=%s\nHTTPLOG_LOG_EVERY=1\nHTTPLOG_STOP_TIMEOUT=10\n",
-		port, logDir, filepath.Join(t.TempDir(), "httplog.pid")))
-	pid := e.startedPID(e.expect(conf, "start", 0))
+		e.port, e.logDir, e.pidFile))
+	pid := e.start(conf, "start")
 	checkProcessUser(t, pid, user)
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/installed", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	day := filepath.Join(logDir, "http-"+today()+".log")
-	waitForLines(t, day, fmt.Sprintf("127.0.0.1#%d CQ GET /installed HTTP/1.1 127.0.0.1:%d Go-http-client/1.1", port, port))
+	e.get("/installed", "")
+	day := filepath.Join(e.logDir, todayFile())
+	waitForLines(t, day, fmt.Sprintf("127.0.0.1#%d CQ GET /installed HTTP/1.1 127.0.0.1:%d Go-http-client/1.1", e.port, e.port))
 	if st := e.expect(conf, "status", 0); !strings.Contains(st.out, fmt.Sprintf("running (pid %d)", pid)) || !strings.Contains(st.out, "stats: packets=") {
 		t.Errorf("status does not show pid %d and a statistics line:\n%s", pid, st.out)
 	}
-	e.expect(conf, "stop", 0)
-	if !scriptWaitGone(pid, e.bin, time.Second) {
-		t.Fatalf("pid %d still runs after stop", pid)
-	}
+	e.stop(conf, pid, e.bin)
 	e.expect(conf, "status", 3)
-	msgs := string(mustRead(t, filepath.Join(logDir, "httplog.messages")))
+	msgs := readFile(t, e.messages)
 	if !strings.Contains(msgs, ", as "+user.String()) {
 		t.Errorf("the start message does not say that httplog runs as %s:\n%s", user, msgs)
 	}
-	checkOwner(t, logDir, user, 0o750)
+	checkOwner(t, e.logDir, user, 0o750)
 	checkOwner(t, day, user, 0o640)
 }

@@ -712,14 +712,14 @@ func TestFormatFiles(t *testing.T) {
 	if !strings.Contains(stderr, ", JSON events, lines to "+dir+"/http-{CQ,CR,SQ,SR}-YYYYMMDD.json") {
 		t.Errorf("the start message does not name the JSON files:\n%s", stderr)
 	}
-	names := liveFileNames(t, dir)
+	names := logFileNames(t, dir)
 	for _, typ := range []string{"CQ", "CR", "SQ", "SR"} {
 		name := "http-" + typ + "-20190901.json"
 		if !names[name] {
 			t.Errorf("no %s in %v", name, names)
 			continue
 		}
-		b := mustRead(t, filepath.Join(dir, name))
+		b := []byte(readFile(t, filepath.Join(dir, name)))
 		ev, err := parseEvent(b)
 		if err != nil || ev.str("httplog.type") != typ {
 			t.Errorf("%s: %v %v", name, ev, err)
@@ -735,10 +735,10 @@ func TestFormatFiles(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
 	}
-	if names := liveFileNames(t, one); len(names) != 2 || !names["http-20190901.json"] || !names["http-20190901.log"] {
+	if names := logFileNames(t, one); len(names) != 2 || !names["http-20190901.json"] || !names["http-20190901.log"] {
 		t.Errorf("files %v, want http-20190901.json and http-20190901.log", names)
 	}
-	for _, l := range strings.SplitAfter(string(mustRead(t, filepath.Join(one, "http-20190901.json"))), "\n") {
+	for _, l := range strings.SplitAfter(readFile(t, filepath.Join(one, "http-20190901.json")), "\n") {
 		if _, err := parseEvent([]byte(l)); l != "" && err != nil {
 			t.Error(err)
 		}

@@ -48,7 +48,7 @@ func runWriter(w *writer, batches ...*lineBatch) {
 	w.run(in, free, nil)
 }
 
-func readFile(t *testing.T, path string) string {
+func readFile(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -67,7 +65,7 @@ func TestSeedLines(t *testing.T) {
 	if code != 0 || out != want {
 		t.Errorf("exit %d, stderr %s\ngot:\n%s\nwant:\n%s", code, stderr, out, want)
 	}
-	if !strings.Contains(stderr, "packets=4 ") || !strings.Contains(stderr, "CQ=1 CR=1 SQ=1 SR=1 ") {
+	if n := parseStats(t, stderr); n["packets"] != 4 || n["CQ"] != 1 || n["CR"] != 1 || n["SQ"] != 1 || n["SR"] != 1 {
 		t.Errorf("final statistics line wrong:\n%s", stderr)
 	}
 }
@@ -94,18 +92,17 @@ func TestParsersKeepConnectionOrder(t *testing.T) {
 			t.Fatalf("-cpu %s: exit %d", cpu, code)
 		}
 		next := map[string]int{}
-		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		lines := parseLogText(t, "-cpu "+cpu, out)
 		if len(lines) != conns*perConn {
 			t.Fatalf("-cpu %s: %d lines, want %d", cpu, len(lines), conns*perConn)
 		}
 		for _, l := range lines {
-			f := strings.Fields(l)
-			conn, n := f[2], 0
-			fmt.Sscanf(f[6], "/%d", &n)
-			if n != next[conn] {
-				t.Fatalf("-cpu %s: connection %s: request /%d after /%d", cpu, conn, n, next[conn]-1)
+			n := 0
+			fmt.Sscanf(l.msg, "GET /%d", &n)
+			if n != next[l.src] {
+				t.Fatalf("-cpu %s: connection %s: request /%d after /%d", cpu, l.src, n, next[l.src]-1)
 			}
-			next[conn]++
+			next[l.src]++
 		}
 	}
 }
@@ -118,7 +115,7 @@ func TestPacketLimit(t *testing.T) {
 	path := writePcap(t, layers.LinkTypeEthernet, frames, time.Unix(1567315011, 0))
 	for _, tt := range []struct{ c, want int }{{0, 0}, {3, 3}, {-1, 10}, {99, 10}} {
 		out, stderr, code := runPipeline(t, "-r", path, "-d", "-", "-c", fmt.Sprint(tt.c))
-		if code != 0 || strings.Count(out, "\n") != tt.want || !strings.Contains(stderr, fmt.Sprintf("packets=%d ", tt.want)) {
+		if code != 0 || strings.Count(out, "\n") != tt.want || parseStats(t, stderr)["packets"] != uint64(tt.want) {
 			t.Errorf("-c %d: exit %d, %d lines, stderr %q; want %d", tt.c, code, strings.Count(out, "\n"), stderr, tt.want)
 		}
 	}
@@ -137,7 +134,7 @@ func TestStatisticsLines(t *testing.T) {
 	}
 	path := writePcap(t, layers.LinkTypeEthernet, frames, time.Unix(1567315011, 0))
 	_, stderr, code := runPipeline(t, "-r", path, "-d", "-", "-log_every", "2")
-	stats := regexp.MustCompile(`stats: .*`).FindAllString(stderr, -1)
+	stats := statsLines(stderr)
 	if code != 0 || len(stats) != 4 {
 		t.Fatalf("exit %d, %d statistics lines, want 3 periodic and 1 final:\n%s", code, len(stats), stderr)
 	}
@@ -280,11 +277,9 @@ func TestCPUsFollowFlag(t *testing.T) {
 		{nil, "256", fmt.Sprintf("256 parser(s) on %d CPU(s)", min(256, runtime.NumCPU()))},
 		{[]string{"GOMAXPROCS=3"}, "1", "1 parser(s) on 3 CPU(s)"},
 	} {
-		cmd := exec.Command(liveBinary(t), "-r", filepath.Join("testdata", "seed.pcap"), "-d", "-", "-cpu", tt.cpu)
-		cmd.Env = append(liveEnv(), tt.env...)
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), tt.want) {
-			t.Errorf("-cpu %s %v: %v, want %q in\n%s", tt.cpu, tt.env, err, tt.want, out)
+		out, stderr, code := runHttplog(t, tt.env, "-r", filepath.Join("testdata", "seed.pcap"), "-d", "-", "-cpu", tt.cpu)
+		if code != 0 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("-cpu %s %v: exit %d, want %q in\n%s%s", tt.cpu, tt.env, code, tt.want, out, stderr)
 		}
 	}
 }

@@ -12,9 +12,10 @@ package main
 //   - TestLivePairDelay: a server that answers after the delay named in
 //     the query; the times lie in [delay, delay + 5 ms], and pipelined
 //     requests are paired in order.
-//   - TestPairMemory: -pair_max 1000000 and a capture of a million
-//     connections each with one unanswered request; peak resident memory
-//     within what the start message states, and under 300 MB.
+//   - TestPairMemory (pairing_memory_test.go): -pair_max 1000000 and a
+//     capture of a million connections each with one unanswered request;
+//     peak resident memory within what the start message states, and
+//     under 300 MB.
 
 import (
 	"bufio"
@@ -24,20 +25,13 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
-	"runtime"
-	"slices"
+	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,30 +78,27 @@ import (
 // request of its burst would still pass here: TestLivePairDelay checks
 // that order.
 func TestLivePairNginx(t *testing.T) {
-	tp := newLiveTopology(t)
-	wrk := liveTool(t, "wrk")
+	tp := newTopology(t)
+	wrk := tool(t, "wrk")
 	ng := tp.startNginx(tp.srvNS)
 	pairRealtime(t, "nginx", ng.proc.cmd.Process.Pid)
-	dir := liveLogDir(t)
-	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir, "-pair", "-cpu", "2")
+	dir := newLogDir(t)
+	d := tp.startHttplog(t, tp.srvNS, tp.srvIf, dir, "-pair", "-cpu", "2")
 
 	v4, v6 := tp.srv4, tp.srv6
-	pairCurl(t, tp, nil, liveURL(v4, 80, "/hello.txt"), liveURL(v4, 80, "/"), liveURL(v4, 80, "/redirect"),
-		liveURL(v4, 80, "/missing"), liveURL(v4, 80, "/small"), liveURL(v4, 80, "/hello.txt"))
-	pairCurl(t, tp, nil, liveURL(v6, 8080, "/hello.txt"), liveURL(v6, 8080, "/api"), liveURL(v6, 8080, "/missing"))
-	pairCurl(t, tp, []string{"-I"}, liveURL(v4, 8080, "/hello.txt"), liveURL(v4, 8080, "/"), liveURL(v4, 8080, "/small"))
-	pairCurl(t, tp, []string{"--data-binary", "a=1"}, liveURL(v4, 80, "/api"), liveURL(v4, 80, "/hello.txt"), liveURL(v4, 80, "/api"))
-	mss := pairPipeline(t, tp.cliNS, liveAddrPort(t, v4, "80"), "GET /small", "GET /hello.txt", "HEAD /hello.txt", "GET /missing", "POST /hello.txt")
-	pairPipeline(t, tp.cliNS, liveAddrPort(t, v6, "8080"), "GET /small", "GET /api", "HEAD /", "GET /redirect")
+	pairCurl(t, tp, nil, httpURL(v4, 80, "/hello.txt"), httpURL(v4, 80, "/"), httpURL(v4, 80, "/redirect"),
+		httpURL(v4, 80, "/missing"), httpURL(v4, 80, "/small"), httpURL(v4, 80, "/hello.txt"))
+	pairCurl(t, tp, nil, httpURL(v6, 8080, "/hello.txt"), httpURL(v6, 8080, "/api"), httpURL(v6, 8080, "/missing"))
+	pairCurl(t, tp, []string{"-I"}, httpURL(v4, 8080, "/hello.txt"), httpURL(v4, 8080, "/"), httpURL(v4, 8080, "/small"))
+	pairCurl(t, tp, []string{"--data-binary", "a=1"}, httpURL(v4, 80, "/api"), httpURL(v4, 80, "/hello.txt"), httpURL(v4, 80, "/api"))
+	mss := pairPipeline(t, tp.cliNS, curlAddrPort(t, v4, "80"), "GET /small", "GET /hello.txt", "HEAD /hello.txt", "GET /missing", "POST /hello.txt")
+	pairPipeline(t, tp.cliNS, curlAddrPort(t, v6, "8080"), "GET /small", "GET /api", "HEAD /", "GET /redirect")
 
-	tmp := t.TempDir()
-	pace := filepath.Join(tmp, "pace.lua")
-	liveWrite(t, pace, "-- a pause between the requests of a connection, in ms\nfunction delay()\n\treturn 2\nend\n")
-	pairWrk(t, tp, wrk, "-t1", "-c4", "-d2s", "-s", pace, liveURL(v4, 80, "/small"))
+	pace := tempFile(t, "pace.lua", "-- a pause between the requests of a connection, in ms\nfunction delay()\n\treturn 2\nend\n")
+	pairWrk(t, tp, wrk, "-t1", "-c4", "-d2s", "-s", pace, httpURL(v4, 80, "/small"))
 
 	tp.run("-n", tp.cliNS, "link", "set", "dev", tp.cliIf, "gso_max_segs", "1")
-	pipeline := filepath.Join(tmp, "pipeline.lua")
-	liveWrite(t, pipeline, fmt.Sprintf(`-- three requests a write, each padded to one segment of %d bytes
+	pipeline := tempFile(t, "pipeline.lua", fmt.Sprintf(`-- three requests a write, each padded to one segment of %d bytes
 local mss = %d
 local function padded(path)
 	local r = wrk.format("GET", path, {["X-Pad"] = ""})
@@ -123,12 +114,12 @@ function delay()
 	return 5
 end
 `, mss, mss))
-	pairWrk(t, tp, wrk, "-t1", "-c2", "-d1s", "-s", pipeline, liveURL(v4, 80, "/"))
+	pairWrk(t, tp, wrk, "-t1", "-c2", "-d1s", "-s", pipeline, httpURL(v4, 80, "/"))
 
 	stderr := stopHttplog(t, d)
 	ng.stop(t)
 	timing := pairReadTiming(t, ng.timing)
-	lines := readLines(t, dir)
+	lines := readLogDir(t, dir)
 	stats := parseStats(t, stderr)
 	checkStatsAddUp(t, stderr)
 	for _, k := range []string{"unanswered", "unmatched", "kernel_drops", "lines_lost"} {
@@ -146,9 +137,9 @@ end
 
 // pairWrk runs wrk in the client namespace with the arguments given and
 // checks that it ends well.
-func pairWrk(t *testing.T, tp *liveTopology, wrk string, args ...string) {
+func pairWrk(t *testing.T, tp *topology, wrk string, args ...string) {
 	t.Helper()
-	w := tp.start("wrk", tp.cliNS, append([]string{wrk}, args...)...)
+	w := tp.start(t, "wrk", tp.cliNS, append([]string{wrk}, args...)...)
 	if !w.wait(30 * time.Second) {
 		t.Fatalf("wrk still runs after 30 s")
 	}
@@ -175,12 +166,12 @@ var pairAccessRE = regexp.MustCompile(`^(\S+) (\d+) (\d+) (\d+) (\d+)\.(\d{3}) (
 func pairReadTiming(t *testing.T, name string) []pairAccess {
 	t.Helper()
 	var out []pairAccess
-	for _, l := range strings.Split(strings.TrimSpace(string(mustRead(t, name))), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(readFile(t, name)), "\n") {
 		m := pairAccessRE.FindStringSubmatch(l)
 		if m == nil {
 			t.Fatalf("%s: line not of log_format hltime: %q", name, l)
 		}
-		a := pairAccess{client: liveAddr(liveAddrPort(t, m[1], m[2])), status: m[9], request: liveUnescapeNginx(m[10])}
+		a := pairAccess{client: endpoint(curlAddrPort(t, m[1], m[2])), status: m[9], request: unescapeNginx(m[10])}
 		a.conn, _ = strconv.Atoi(m[3])
 		a.n, _ = strconv.Atoi(m[4])
 		a.rt = pairMillis(m[5], m[6])
@@ -199,7 +190,7 @@ func pairMillis(sec, ms string) time.Duration {
 
 // pairTime is the response time field of a CR or SR line (its last
 // field): ok is false for "-" or a line without the field.
-func pairTime(l liveLine) (rt time.Duration, ok bool) {
+func pairTime(l logLine) (rt time.Duration, ok bool) {
 	f := l.rest[strings.LastIndexByte(l.rest, ' ')+1:]
 	ms, found := strings.CutSuffix(f, "ms")
 	if !found {
@@ -215,18 +206,18 @@ func pairTime(l liveLine) (rt time.Duration, ok bool) {
 // pairLiveConn is one connection's CQ and CR lines, in capture order, with
 // their positions in the log.
 type pairLiveConn struct {
-	cq, cr   []liveLine
+	cq, cr   []logLine
 	cqAt     []int
 	crAt     []int
 	requests []pairAccess // nginx's records, for TestLivePairNginx
 }
 
 // pairLiveConns sorts CQ and CR lines by connection (the client endpoint).
-func pairLiveConns(t *testing.T, lines []liveLine) map[string]*pairLiveConn {
+func pairLiveConns(t *testing.T, lines []logLine) map[string]*pairLiveConn {
 	t.Helper()
 	conns := map[string]*pairLiveConn{}
 	for i, l := range lines {
-		client := e2eEndpoint(l, l.typ == "CR")
+		client := l.client()
 		c := conns[client]
 		if c == nil {
 			c = &pairLiveConn{}
@@ -247,7 +238,7 @@ func pairLiveConns(t *testing.T, lines []liveLine) map[string]*pairLiveConn {
 // pairLineTime checks the time field of the CR line r answering the CQ
 // line q: present, and the difference of their timestamps, to the
 // millisecond the timestamps keep.
-func pairLineTime(t *testing.T, q, r liveLine) (time.Duration, bool) {
+func pairLineTime(t *testing.T, q, r logLine) (time.Duration, bool) {
 	t.Helper()
 	rt, ok := pairTime(r)
 	if !ok {
@@ -266,7 +257,7 @@ func pairLineTime(t *testing.T, q, r liveLine) (time.Duration, bool) {
 // $connection_requests, and checks each CR line's time (see
 // TestLivePairNginx). It returns how many requests were captured before
 // the response to the request before them (pipelined).
-func pairCheckNginx(t *testing.T, lines []liveLine, timing []pairAccess) (pipelined int) {
+func pairCheckNginx(t *testing.T, lines []logLine, timing []pairAccess) (pipelined int) {
 	t.Helper()
 	conns := pairLiveConns(t, lines)
 	for _, a := range timing {
@@ -280,7 +271,7 @@ func pairCheckNginx(t *testing.T, lines []liveLine, timing []pairAccess) (pipeli
 	var checked, over int
 	var worst time.Duration
 	for client, c := range conns {
-		slices.SortFunc(c.requests, func(a, b pairAccess) int { return a.n - b.n })
+		sort.Slice(c.requests, func(i, j int) bool { return c.requests[i].n < c.requests[j].n })
 		if len(c.cq) != len(c.requests) || len(c.cr) != len(c.requests) {
 			t.Errorf("connection from %s: %d CQ and %d CR lines, nginx logged %d requests", client, len(c.cq), len(c.cr), len(c.requests))
 			continue
@@ -333,14 +324,14 @@ func pairCheckNginx(t *testing.T, lines []liveLine, timing []pairAccess) (pipeli
 // pairCurl runs curl in the client namespace with several URLs, which it
 // fetches one after the other on one connection (keep-alive), with the
 // given options; it checks that curl made one connection only.
-func pairCurl(t *testing.T, tp *liveTopology, opts []string, urls ...string) {
+func pairCurl(t *testing.T, tp *topology, opts []string, urls ...string) {
 	t.Helper()
 	args := []string{"-q", "-sS", "-g", "--http1.1", "--noproxy", "*", "--max-time", "10", "-w", `%{local_port} %{num_connects} %{http_code}\n`}
 	args = append(args, opts...)
 	for _, u := range urls {
 		args = append(args, "-o", "/dev/null", u)
 	}
-	out, err := tp.exec(tp.cliNS, append([]string{liveTool(t, "curl")}, args...)...)
+	out, err := tp.exec(tp.cliNS, append([]string{tool(t, "curl")}, args...)...)
 	if err != nil {
 		t.Fatalf("curl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -367,7 +358,7 @@ func pairCurl(t *testing.T, tp *liveTopology, opts []string, urls ...string) {
 func pairPipeline(t *testing.T, ns string, srv netip.AddrPort, reqs ...string) int {
 	t.Helper()
 	var c net.Conn
-	err := e2eInNetns(ns, func() (err error) {
+	err := inNetns(ns, func() (err error) {
 		c, err = net.DialTimeout("tcp", srv.String(), 5*time.Second)
 		return err
 	})
@@ -424,17 +415,37 @@ func pairPipeline(t *testing.T, ns string, srv netip.AddrPort, reqs ...string) i
 // the newest request, as tshark would, gives 100 ms. At exit nothing is
 // unanswered or unmatched.
 func TestLivePairDelay(t *testing.T) {
-	tp := newLiveTopology(t)
+	tp := newTopology(t)
 	srv := pairDelayServer(t, tp)
-	dir := liveLogDir(t)
-	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir, "-pair")
+	dir := newLogDir(t)
+	d := tp.startHttplog(t, tp.srvNS, tp.srvIf, dir, "-pair")
 
 	v4, v6 := tp.srv4, tp.srv6
-	pairCurl(t, tp, nil, liveURL(v4, 80, "/delay?ms=50"), liveURL(v4, 80, "/delay?ms=250"), liveURL(v4, 80, "/delay?ms=1000"))
-	pairCurl(t, tp, nil, liveURL(v6, 80, "/delay?ms=1000"), liveURL(v6, 80, "/delay?ms=50"), liveURL(v6, 80, "/delay?ms=250"))
+	pairCurl(t, tp, nil, httpURL(v4, 80, "/delay?ms=50"), httpURL(v4, 80, "/delay?ms=250"), httpURL(v4, 80, "/delay?ms=1000"))
+	pairCurl(t, tp, nil, httpURL(v6, 80, "/delay?ms=1000"), httpURL(v6, 80, "/delay?ms=50"), httpURL(v6, 80, "/delay?ms=250"))
 
+	pairDelayPipeline(t, tp, srv)
+
+	stderr := stopHttplog(t, d)
+	lines := readLogDir(t, dir)
+	stats := parseStats(t, stderr)
+	checkStatsAddUp(t, stderr)
+	if stats["unanswered"] != 0 || stats["unmatched"] != 0 || stats["paired"] != 9 || stats["CR"] != 9 {
+		t.Errorf("want paired=CR=9, unanswered=unmatched=0: %s", lastStatsLine(stderr))
+	}
+	if pipelined := pairCheckDelays(t, lines); pipelined != 2 {
+		t.Errorf("%d requests pipelined, want 2", pipelined)
+	}
+}
+
+// pairDelayPipeline pipelines to the delay server srv: a request for
+// 200 ms, and when the server is half way through it, two more for 50 ms
+// each, back to back; it reads the three responses.
+func pairDelayPipeline(t *testing.T, tp *topology, srv *proc) {
+	t.Helper()
+	v4 := tp.srv4
 	var c net.Conn
-	err := e2eInNetns(tp.cliNS, func() (err error) {
+	err := inNetns(tp.cliNS, func() (err error) {
 		c, err = net.DialTimeout("tcp", net.JoinHostPort(v4, "80"), 5*time.Second)
 		return err
 	})
@@ -449,7 +460,7 @@ func TestLivePairDelay(t *testing.T) {
 		}
 	}
 	send("/delay?ms=200&half=1")
-	if !waitForText(&srv.stdout, "half\n", 5*time.Second) {
+	if !srv.stdout.waitText("half\n", 5*time.Second) {
 		t.Fatalf("the server did not reach half of the 200 ms request:\n%s%s", srv.stdout.String(), srv.stderr.String())
 	}
 	send("/delay?ms=50")
@@ -466,14 +477,14 @@ func TestLivePairDelay(t *testing.T) {
 		}
 	}
 	c.Close()
+}
 
-	stderr := stopHttplog(t, d)
-	lines := readLines(t, dir)
-	stats := parseStats(t, stderr)
-	checkStatsAddUp(t, stderr)
-	if stats["unanswered"] != 0 || stats["unmatched"] != 0 || stats["paired"] != 9 || stats["CR"] != 9 {
-		t.Errorf("want paired=CR=9, unanswered=unmatched=0: %s", lastStatsLine(stderr))
-	}
+// pairCheckDelays checks the time of each CR line of TestLivePairDelay
+// against the delay its request asked for, plus, for a request sent
+// before the response to the one before it, the time it waited for that
+// response. It returns how many requests were pipelined.
+func pairCheckDelays(t *testing.T, lines []logLine) int {
+	t.Helper()
 	delayRE := regexp.MustCompile(` CQ GET /delay\?ms=(\d+)`)
 	pipelined := 0
 	for client, c := range pairLiveConns(t, lines) {
@@ -508,21 +519,19 @@ func TestLivePairDelay(t *testing.T) {
 			}
 		}
 	}
-	if pipelined != 2 {
-		t.Errorf("%d requests pipelined, want 2", pipelined)
-	}
+	return pipelined
 }
 
 // pairDelayServer starts TestPairDelayServer in the server namespace and
 // waits until it listens.
-func pairDelayServer(t *testing.T, tp *liveTopology) *liveProc {
+func pairDelayServer(t *testing.T, tp *topology) *proc {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := tp.start("delay server", tp.srvNS, "/usr/bin/env", pairDelayEnv+"=1", exe, "-test.run=^TestPairDelayServer$")
-	if !waitForText(&p.stdout, "listening\n", 10*time.Second) {
+	p := tp.start(t, "delay server", tp.srvNS, "/usr/bin/env", pairDelayEnv+"=1", exe, "-test.run=^TestPairDelayServer$")
+	if !p.stdout.waitText("listening\n", 10*time.Second) {
 		t.Fatalf("the delay server did not start:\n%s%s", p.stdout.String(), p.stderr.String())
 	}
 	pairRealtime(t, "the delay server", p.cmd.Process.Pid)
@@ -579,192 +588,5 @@ func pairRealtime(t *testing.T, name string, pid int) {
 	}
 	if err != nil {
 		t.Logf("%s keeps its normal priority (SCHED_FIFO: %v): it may answer late on a busy machine", name, err)
-	}
-}
-
-// ---------------------------------------------------------------------------
-// TestPairMemory
-
-// TestPairMemory: httplog -r - reads, from a pipe, a capture of 1,000,000
-// connections each with one request that is never answered, with -pair
-// -pair_max 1000000 (one parser, so its share is the whole table and
-// nothing is evicted). Once every request has been through the table (a
-// statistics line says CQ=1000000; filler ACKs after the requests keep
-// the lines coming), its peak resident memory (VmHWM) exceeds that of
-// the same run without -pair by no more than the memory the start
-// message states, and stays under 300 MB; at exit unanswered=1000000 and
-// pair_evicted=0. Both runs write a statistics line every 10 packets,
-// garbage for the collector: with the table on Go's heap, the collector
-// let as much garbage as the table pile up before collecting (391 MB).
-// The binary is built without -race, whose shadow memory would be
-// measured too. (The process must still run when VmHWM is read:
-// the ru_maxrss of a finished child is at least its parent's size, as the
-// child's memory before exec is the parent's.)
-func TestPairMemory(t *testing.T) {
-	const conns = 1000000
-	bin := pairPlainBinary(t)
-	plainErr, plain := pairPeakMemory(t, bin, conns)
-	pairErr, paired := pairPeakMemory(t, bin, conns, "-pair", "-pair_max", strconv.Itoa(conns))
-
-	stats := parseStats(t, pairErr)
-	checkStatsAddUp(t, pairErr)
-	if stats["CQ"] != conns || stats["unanswered"] != conns || stats["paired"] != 0 || stats["pair_evicted"] != 0 {
-		t.Errorf("want CQ=unanswered=%d, paired=0, pair_evicted=0: %s", conns, lastStatsLine(pairErr))
-	}
-	if s := parseStats(t, plainErr); s["CQ"] != conns {
-		t.Errorf("without -pair: CQ=%d, want %d: %s", s["CQ"], conns, lastStatsLine(plainErr))
-	}
-	m := regexp.MustCompile(`pairing up to (\d+) connections in ([0-9.]+) MB`).FindStringSubmatch(pairErr)
-	if m == nil {
-		t.Fatalf("the start message does not state the pairing table's memory:\n%s", pairErr)
-	}
-	stated, _ := strconv.ParseFloat(m[2], 64)
-	t.Logf("start message: pairing up to %s connections in %s MB; peak RSS %.1f MB with -pair, %.1f MB without: %.3f MB more",
-		m[1], m[2], float64(paired)/1e6, float64(plain)/1e6, (float64(paired)-float64(plain))/1e6)
-	if m[1] != strconv.Itoa(conns) {
-		t.Errorf("the start message states %s connections, want %d", m[1], conns)
-	}
-	// The rest of the process differs from run to run by a few hundred
-	// kB (a 240.39 MB table measured 240.24 to 240.53 MB more): 1 MB of
-	// slack.
-	if (float64(paired) - float64(plain)) > stated*1e6+1e6 {
-		t.Errorf("-pair added %.1f MB of peak RSS, more than the %s MB the start message states", (float64(paired)-float64(plain))/1e6, m[2])
-	}
-	if paired >= 300e6 {
-		t.Errorf("peak RSS with -pair_max %d: %.1f MB, want under 300 MB", conns, float64(paired)/1e6)
-	}
-}
-
-// pairPlainBinary builds httplog without -race (whatever this test binary
-// was built with) into the test's temporary directory.
-func pairPlainBinary(t *testing.T) string {
-	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "httplog-plain")
-	if out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// pairPeakMemory runs bin -r - with the extra flags on a pipe that carries
-// the capture of pairUnanswered(n), then filler ACKs until a statistics
-// line says every request was logged; it reads the peak resident memory
-// then, closes the pipe and returns the start message and the last
-// statistics line, and that peak. A statistics line every 10 packets
-// makes garbage for the collector.
-func pairPeakMemory(t *testing.T, bin string, n int, extra ...string) (string, uint64) {
-	t.Helper()
-	start := time.Now()
-	cmd := exec.Command(bin, append([]string{"-r", "-", "-p", "80", "-d", "-", "-log_every", "10"}, extra...)...)
-	cmd.Env = liveEnv()
-	var stderr pairStderr
-	cmd.Stderr = &stderr // standard output (the lines) goes to /dev/null
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill() // by PID, if the test fails before it ends
-	stop := make(chan struct{})
-	fed := make(chan error, 1)
-	go func() { fed <- pairUnanswered(in, n, stop) }()
-	all := fmt.Sprintf(" CQ=%d ", n)
-	logged := liveWaitFor(60*time.Second, func() bool { return strings.Contains(stderr.String(), all) })
-	var hwm uint64
-	if logged {
-		hwm = e2eVmHWM(t, cmd.Process.Pid)
-	}
-	close(stop)
-	if err := <-fed; err != nil {
-		t.Errorf("writing the capture to httplog: %v", err)
-	}
-	in.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("httplog %s: %v\n%s", strings.Join(cmd.Args[1:], " "), err, stderr.String())
-	}
-	if !logged {
-		t.Fatalf("httplog %s did not log %d requests:\n%s", strings.Join(cmd.Args[1:], " "), n, stderr.String())
-	}
-	t.Logf("httplog %s: %v, peak RSS %.1f MB", strings.Join(cmd.Args[1:], " "), time.Since(start).Round(time.Millisecond), float64(hwm)/1e6)
-	return stderr.String(), hwm
-}
-
-// pairStderr keeps, of what httplog writes on standard error, the lines
-// before the first statistics line and the last statistics line.
-type pairStderr struct {
-	mu          sync.Mutex
-	head, stats string
-}
-
-func (w *pairStderr) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, l := range strings.SplitAfter(string(p), "\n") {
-		switch {
-		case strings.Contains(l, "stats: "):
-			w.stats = l
-		case w.stats == "":
-			w.head += l
-		}
-	}
-	return len(p), nil
-}
-
-func (w *pairStderr) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.head + w.stats
-}
-
-// pairUnanswered writes to w a capture of n connections from distinct
-// clients (10.0.0.0/8, ports cycling from 40000) to 192.0.2.80:80, each
-// one request start and nothing else, 5 µs apart (5 s in all for a
-// million: well inside -pair_timeout, so every connection is in the table
-// at the end); then pure ACKs of the first connection, 100 µs apart and
-// 1000 at a time, until stop is closed.
-func pairUnanswered(w io.Writer, n int, stop <-chan struct{}) error {
-	bw := bufio.NewWriterSize(w, 1<<20)
-	pw := pcapgo.NewWriterNanos(bw)
-	if err := pw.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		return err
-	}
-	frame := ipv4HTTP("10.0.0.1", "192.0.2.80", 40000, 80, "GET / HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
-	const srcIP, srcPort = 14 + 12, 14 + 20 // offsets of the client's address and port
-	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	ci := gopacket.CaptureInfo{CaptureLength: len(frame), Length: len(frame)}
-	for i := 0; i < n; i++ {
-		c, port := i+1, 40000+i%20000 // 10.0.0.1 on
-		frame[srcIP+1], frame[srcIP+2], frame[srcIP+3] = byte(c>>16), byte(c>>8), byte(c)
-		frame[srcPort], frame[srcPort+1] = byte(port>>8), byte(port)
-		ci.Timestamp = at.Add(time.Duration(i) * 5 * time.Microsecond)
-		if err := pw.WritePacket(ci, frame); err != nil {
-			return err
-		}
-	}
-	ack := ipv4HTTP("10.0.0.1", "192.0.2.80", 40000, 80, "")
-	ci.CaptureLength, ci.Length = len(ack), len(ack)
-	for {
-		for i := 0; i < 1000; i++ {
-			// The capture's clock moves on, so that the reader hands on
-			// the last batch of requests (after maxBatchDelay).
-			ci.Timestamp = ci.Timestamp.Add(100 * time.Microsecond)
-			if err := pw.WritePacket(ci, ack); err != nil {
-				return err
-			}
-		}
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		select {
-		case <-stop:
-			return nil
-		default:
-		}
 	}
 }

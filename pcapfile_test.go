@@ -660,10 +660,10 @@ func TestFileFIFO(t *testing.T) {
 func TestPipeStalled(t *testing.T) {
 	t.Run("no header", func(t *testing.T) {
 		d := startPipedRaw(t, "-d", t.TempDir())
-		if !waitForText(d.stderr, "started", 5*time.Second) {
-			t.Fatalf("no start message:\n%s", d.stderr)
+		if !d.stderr.waitText("started", 5*time.Second) {
+			t.Fatalf("no start message:\n%s", d.stderr.String())
 		}
-		d.terminate(t)
+		d.stop(t)
 	})
 	t.Run("half a record", func(t *testing.T) {
 		dir := t.TempDir()
@@ -671,11 +671,11 @@ func TestPipeStalled(t *testing.T) {
 		d.send(t, 1)
 		rec := pcapRecord(le, 1567315011, 0, 100, make([]byte, 100))
 		d.in.Write(rec[:30])
-		name := filepath.Join(dir, "http-"+today()+".log")
-		if !liveWaitFor(5*time.Second, func() bool { b, _ := os.ReadFile(name); return bytes.Count(b, []byte("\n")) == 1 }) {
-			t.Errorf("the whole packet's line was not written while the next record is incomplete\n%s", d.stderr)
+		name := filepath.Join(dir, todayFile())
+		if waitLogLines(dir, 1, 5*time.Second) < 1 {
+			t.Errorf("the whole packet's line was not written while the next record is incomplete\n%s", d.stderr.String())
 		}
-		d.terminate(t)
+		d.stop(t)
 		checkNumbered(t, 1, name)
 	})
 }

@@ -106,7 +106,7 @@ func TestCheckUnprivileged(t *testing.T) {
 		for i, text := range []string{good, tt.bad} {
 			d := filepath.Join(tasks, strconv.Itoa(100+i))
 			os.Mkdir(d, 0o755)
-			liveWrite(t, filepath.Join(d, "status"), text)
+			writeFile(t, filepath.Join(d, "status"), text, 0o644)
 		}
 		// The probe of setuid(0) comes after the status files: as root
 		// it would succeed (and change nothing).
@@ -122,11 +122,11 @@ func TestCheckUnprivileged(t *testing.T) {
 // the test ends.
 func testAccount(t *testing.T) *account {
 	t.Helper()
-	liveRequireRoot(t)
+	requireRoot(t, "making a user for httplog -u")
 	b := make([]byte, 4)
 	rand.Read(b)
 	name, group := "hl"+hex.EncodeToString(b), "hlg"+hex.EncodeToString(b)
-	sbin := filepath.Dir(liveTool(t, "useradd")) // groupadd, userdel and groupdel too
+	sbin := filepath.Dir(tool(t, "useradd")) // groupadd, userdel and groupdel too
 	for _, argv := range [][]string{
 		{"groupadd", "--system", group},
 		{"useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
@@ -218,32 +218,17 @@ func checkProcessUser(t *testing.T, pid int, a *account) {
 	t.Logf("pid %d: %d threads, each with uid %d, gid %d, groups %v and no capability", pid, len(tasks), a.uid, a.gid, a.groups)
 }
 
-// waitForLines waits until file holds every text, each in a line.
-func waitForLines(t *testing.T, file string, texts ...string) {
-	t.Helper()
-	var b []byte
-	if !liveWaitFor(5*time.Second, func() bool {
-		b, _ = os.ReadFile(file)
-		for _, s := range texts {
-			if !strings.Contains(string(b), " "+s+"\n") {
-				return false
-			}
-		}
-		return true
-	}) {
-		t.Fatalf("%s does not hold %q; it holds:\n%s", file, texts, b)
-	}
-}
-
 // TestPrivilegeLive: started as root with -u, httplog captures in a
 // namespace as a user of the test's own, with that user's ids on every
 // thread and no capability left, and everything after the switch still
 // works: appending to the day's file root had made, SIGHUP after a
 // rename, the directory removed and made again (its parent is the
-// user's), the interface going down and up.
+// user's), the interface going down and up. One daemon goes through these
+// steps in turn, each from the state the last left, so the test is one
+// long sequence.
 func TestPrivilegeLive(t *testing.T) {
 	a := testAccount(t) // deleted after the topology's processes have ended
-	tp := newLiveTopology(t)
+	tp := newTopology(t)
 	ng := tp.startNginx(tp.srvNS)
 	base := openTempDir(t)
 	parent := filepath.Join(base, "parent")
@@ -252,24 +237,24 @@ func TestPrivilegeLive(t *testing.T) {
 	}
 	os.Chown(parent, a.uid, a.gid)
 	dir := filepath.Join(parent, "log")
-	day := filepath.Join(dir, "http-"+today()+".log")
+	day := filepath.Join(dir, todayFile())
 	os.Mkdir(dir, 0o700) // root's, as an older start left it
 	old := time.Now().Format("2006-01-02 15:04:05.000") + " 192.0.2.1#1 192.0.2.2#80 CQ GET /from-root HTTP/1.1 - -\n"
 	if err := os.WriteFile(day, []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
-	d := startHttplog(t, tp, tp.srvNS, tp.srvIf, dir, "-u", a.name, "-cpu", "2")
+	d := tp.startHttplog(t, tp.srvNS, tp.srvIf, dir, "-u", a.name, "-cpu", "2")
 	if want := ", as " + a.String(); !strings.Contains(d.stderr.String(), want) {
 		t.Errorf("the start message does not say %q:\n%s", want, d.stderr.String())
 	}
 	checkProcessUser(t, d.cmd.Process.Pid, a)
 	checkOwner(t, dir, a, 0o700)
 	checkOwner(t, filepath.Join(dir, lockName), a, 0o640)
-	curl := func(path string) liveExchange {
-		return liveCurl(t, tp, tp.cliNS, liveRequest{method: "GET", url: liveURL(tp.srv4, 80, path), ua: "hl-user/1"})
+	curl := func(path string) exchange {
+		return tp.curl(t, tp.cliNS, curlRequest{method: "GET", url: httpURL(tp.srv4, 80, path), ua: "hl-user/1"})
 	}
-	seen := func(file string, x liveExchange) {
+	seen := func(file string, x exchange) {
 		t.Helper()
 		waitForLines(t, file, x.requestText("CQ"), x.responseText("CR"))
 		checkOwner(t, file, a, 0)
@@ -287,39 +272,31 @@ func TestPrivilegeLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	if !waitForText(&d.stderr, "SIGHUP: log files closed", 5*time.Second) {
+	if !d.stderr.waitText("SIGHUP: log files closed", 5*time.Second) {
 		t.Fatalf("no SIGHUP message:\n%s", d.stderr.String())
 	}
 	seen(day, curl("/after-sighup"))
 	checkOwner(t, day, a, 0o640)
 
 	// The directory removed: the user makes it again, and its lock.
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
+	removeLogDir(t, dir)
 	from := time.Now()
 	x3 := curl("/after-removal")
 	seen(day, x3)
 	checkOwner(t, dir, a, 0o750)
-	if !waitForText(&d.stderr, "its directory is locked again", 5*time.Second) {
+	if !d.stderr.waitText("its directory is locked again", 5*time.Second) {
 		t.Errorf("the lock was not taken again:\n%s", d.stderr.String())
 	}
 	checkOwner(t, filepath.Join(dir, lockName), a, 0o640)
 
 	// The interface down and up: the socket opened as root still serves.
-	tp.run("-n", tp.srvNS, "link", "set", tp.srvIf, "down")
-	if !waitForText(&d.stderr, "the interface went down", 5*time.Second) {
-		t.Fatalf("no message about %s going down:\n%s", tp.srvIf, d.stderr.String())
-	}
-	tp.run("-n", tp.srvNS, "link", "set", tp.srvIf, "up")
-	tp.waitUp(liveEnd{tp.srvNS, tp.srvIf, tp.srv4, tp.srv6})
-	tp.waitUp(liveEnd{tp.cliNS, tp.cliIf, tp.cli4, tp.cli6})
+	tp.flap(t, d)
 	x4 := curl("/after-down-up")
 	seen(day, x4)
 	checkProcessUser(t, d.cmd.Process.Pid, a) // threads started since too
 
 	stderr := stopHttplog(t, d)
-	liveExpect(t, readLines(t, dir), []liveExchange{x3, x4}, "CQ", "CR", from, time.Now())
+	expectExchanges(t, readLogDir(t, dir), from, time.Now(), exchangeGroup{[]exchange{x3, x4}, "CQ", "CR"})
 	stats := parseStats(t, stderr)
 	if stats["CQ"] != 4 || stats["CR"] != 4 || stats["lines_lost"] != 0 || stats["write_errors"] != 0 || stats["kernel_drops"] != 0 {
 		t.Errorf("final statistics: %s", lastStatsLine(stderr))
@@ -342,14 +319,14 @@ func TestPrivilegeFiles(t *testing.T) {
 	os.Mkdir(dir, 0o700)
 	day1 := time.Date(2030, 1, 2, 23, 59, 59, 999e6, time.Local)
 	day2 := day1.Add(time.Millisecond)
-	name := func(at time.Time) string { return filepath.Join(dir, "http-"+at.Format("20060102")+".log") }
+	name := func(at time.Time) string { return filepath.Join(dir, logFileName("", at)) }
 	old := day1.Add(-time.Hour).Format("2006-01-02 15:04:05.000") + " 192.0.2.1#1 198.51.100.2#80 CQ GET /root HTTP/1.1 - -\n"
 	if err := os.WriteFile(name(day1), []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d := startPiped(t, "-d", dir, "-u", a.name)
-	if !waitForText(d.stderr, " started: ", 5*time.Second) {
-		t.Fatalf("no start:\n%s", d.stderr)
+	if !d.stderr.waitText(" started: ", 5*time.Second) {
+		t.Fatalf("no start:\n%s", d.stderr.String())
 	}
 	checkProcessUser(t, d.cmd.Process.Pid, a)
 	send := func(at time.Time, path string) string {
@@ -367,12 +344,10 @@ func TestPrivilegeFiles(t *testing.T) {
 		t.Errorf("%s lost the line it had:\n%s", name(day1), b)
 	}
 
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
+	removeLogDir(t, dir)
 	held := send(day2, "/held")
-	if !waitForText(d.stderr, "permission denied", 5*time.Second) {
-		t.Fatalf("no write error for a directory the user cannot make:\n%s", d.stderr)
+	if !d.stderr.waitText("permission denied", 5*time.Second) {
+		t.Fatalf("no write error for a directory the user cannot make:\n%s", d.stderr.String())
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the user made %s in a parent of root's: %v", dir, err)
@@ -394,7 +369,7 @@ func TestPrivilegeFiles(t *testing.T) {
 // (a hard link) that the user could have planted, nor files that are not
 // httplog's; the parents this start made can be entered by anyone.
 func TestHandOver(t *testing.T) {
-	liveRequireRoot(t)
+	requireRoot(t, "giving files to another user")
 	a := &account{name: "test", uid: 54321, gid: 54322} // chown needs no such user
 	base := t.TempDir()
 	dir := filepath.Join(base, "made", "log")
@@ -413,7 +388,7 @@ func TestHandOver(t *testing.T) {
 	outside := t.TempDir()
 	victim, victim2 := filepath.Join(outside, "victim"), filepath.Join(outside, "victim2")
 	for _, f := range []string{victim, victim2, filepath.Join(dir, "http-20300101.log"), filepath.Join(dir, "http-SR-20300101.log"), filepath.Join(dir, "notes.txt")} {
-		liveWrite(t, f, "x\n")
+		writeFile(t, f, "x\n", 0o644)
 	}
 	os.Symlink(victim, filepath.Join(dir, "http-20300102.log"))
 	os.Link(victim2, filepath.Join(dir, "http-20300103.log"))

@@ -1,13 +1,13 @@
 package main
 
-// TestStartScript runs start_httplog.sh for real, as root: it builds the
-// daemon, starts it on lo through the script, sends HTTP requests over
-// loopback to a server of its own, and checks start, status, stop,
-// restart, force-reload, the log lines, the exit codes and the protection
-// of foreign pids.
+// The tests of start_httplog.sh, run for real as root: each copies the
+// script and the httplog binary into a directory of its own, starts the
+// daemon on lo through the script, sends HTTP requests over loopback to a
+// server of its own, and checks start, status, stop, restart,
+// force-reload, the log lines, the exit codes and the protection of
+// foreign pids.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,12 +30,88 @@ type scriptRun struct {
 	code int    // exit code
 }
 
-// scriptEnv is a test environment for start_httplog.sh.
+// scriptEnv is a test environment for start_httplog.sh: the script and
+// the binary side by side, a configuration for lo, and an HTTP server on
+// loopback.
 type scriptEnv struct {
-	t      *testing.T
-	script string // start_httplog.sh, copied next to bin
-	bin    string // the httplog binary, resolved path
-	dir    string // the working directory of the script ("": the test's)
+	t        *testing.T
+	tmp      string // the test's directory
+	script   string // start_httplog.sh, copied next to bin
+	bin      string // the httplog binary, resolved path
+	dir      string // the working directory of the script ("": the test's)
+	port     int    // of the HTTP server on 127.0.0.1
+	conf     string // configuration: lo, port, logDir, pidFile
+	logDir   string
+	pidFile  string
+	messages string // the daemon's messages file
+}
+
+// newScriptEnv makes the environment, with the script and the binary
+// copied into a directory of the test's own. Whatever happens, no process
+// of the test's binary survives the test.
+func newScriptEnv(t *testing.T) *scriptEnv {
+	t.Helper()
+	requireRoot(t, "httplog captures on lo with AF_PACKET, started by start_httplog.sh")
+	tmp, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := scriptEnvFor(t, tmp, filepath.Join(tmp, "start_httplog.sh"), copyHttplog(t, tmp))
+	writeFile(t, e.script, readFile(t, "start_httplog.sh"), 0o755)
+	return e
+}
+
+// scriptEnvFor is the environment of the script and the binary given,
+// with the log directory, the pid file and the configuration in tmp.
+func scriptEnvFor(t *testing.T, tmp, script, bin string) *scriptEnv {
+	t.Helper()
+	e := &scriptEnv{t: t, tmp: tmp, script: script, bin: bin}
+	t.Cleanup(func() { e.killAll(e.bin) })
+
+	// A tiny HTTP server on loopback: the port is free since we hold it.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.port = ln.Addr().(*net.TCPAddr).Port
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	e.logDir = filepath.Join(tmp, "log")
+	e.pidFile = filepath.Join(tmp, "httplog.pid")
+	e.messages = filepath.Join(e.logDir, "httplog.messages")
+	e.conf = e.loConf(filepath.Join(tmp, "test.conf"), "HTTPLOG_DIR="+e.logDir, "HTTPLOG_PIDFILE="+e.pidFile, "HTTPLOG_STOP_TIMEOUT=10")
+	return e
+}
+
+// writeConf writes a configuration file (and its directory if need be)
+// and returns its path.
+func (e *scriptEnv) writeConf(path, text string) string {
+	e.t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	writeFile(e.t, path, text, 0o644)
+	return path
+}
+
+// loConf writes a configuration for lo, the HTTP server's port and a
+// statistics line every packet, with the lines given after those.
+func (e *scriptEnv) loConf(path string, lines ...string) string {
+	e.t.Helper()
+	return e.writeConf(path, fmt.Sprintf("HTTPLOG_DEVICE=lo\nHTTPLOG_PORT=%d\nHTTPLOG_LOG_EVERY=1\n", e.port)+strings.Join(lines, "\n")+"\n")
+}
+
+// killAll kills the processes left running bin.
+func (e *scriptEnv) killAll(bin string) {
+	for _, pid := range scriptPIDsOf(bin) {
+		e.t.Logf("cleanup: killing leftover pid %d (%s)", pid, bin)
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // run runs the script with one action, with HTTPLOG_CONF=conf and the
@@ -47,13 +122,7 @@ func (e *scriptEnv) run(conf string, action string, extra ...string) scriptRun {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", e.script, action)
 	cmd.Dir = e.dir
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HTTPLOG_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "HTTPLOG_CONF="+conf)
-	cmd.Env = append(cmd.Env, extra...)
+	cmd.Env = append(append(testEnv(), "HTTPLOG_CONF="+conf), extra...)
 	cmd.WaitDelay = 2 * time.Second // a daemon holding our pipes must not hang the test
 	out, err := cmd.CombinedOutput()
 	r := scriptRun{out: string(out)}
@@ -82,17 +151,66 @@ func (e *scriptEnv) expect(conf, action string, code int, extra ...string) scrip
 	return r
 }
 
-var scriptStartedRE = regexp.MustCompile(`httplog started \(pid ([0-9]+)\)`)
-
-// startedPID is the pid printed by a successful start.
-func (e *scriptEnv) startedPID(r scriptRun) int {
+// start runs start, or restart, with conf and the extra variables; it
+// must succeed and print "httplog started (pid N)": it returns N.
+func (e *scriptEnv) start(conf, action string, extra ...string) int {
 	e.t.Helper()
-	m := scriptStartedRE.FindStringSubmatch(r.out)
-	if m == nil {
-		e.t.Fatalf("no %q in the output of start:\n%s", "httplog started (pid N)", r.out)
+	r := e.expect(conf, action, 0, extra...)
+	_, rest, ok := strings.Cut(r.out, "httplog started (pid ")
+	digits, _, _ := strings.Cut(rest, ")")
+	pid, err := strconv.Atoi(digits)
+	if !ok || err != nil {
+		e.t.Fatalf("no %q in the output of %s:\n%s", "httplog started (pid N)", action, r.out)
 	}
-	pid, _ := strconv.Atoi(m[1])
 	return pid
+}
+
+// stop runs stop with conf and the extra variables, which must succeed,
+// and checks that pid, running bin, is gone.
+func (e *scriptEnv) stop(conf string, pid int, bin string, extra ...string) scriptRun {
+	e.t.Helper()
+	r := e.expect(conf, "stop", 0, extra...)
+	if !waitFor(time.Second, func() bool { return scriptExeOf(pid) != bin }) {
+		e.t.Fatalf("pid %d still runs after stop", pid)
+	}
+	return r
+}
+
+// only checks that pid is the one process running the binary.
+func (e *scriptEnv) only(pid int) {
+	e.t.Helper()
+	if pids := scriptPIDsOf(e.bin); len(pids) != 1 || pids[0] != pid {
+		e.t.Fatalf("processes of %s: %v, want only %d", e.bin, pids, pid)
+	}
+}
+
+// noDaemon checks that no process runs the binary and that none of the
+// files named (pid files, directories) exists.
+func (e *scriptEnv) noDaemon(names ...string) {
+	e.t.Helper()
+	if pids := scriptPIDsOf(e.bin); len(pids) != 0 {
+		e.t.Fatalf("processes of %s run: %v", e.bin, pids)
+	}
+	for _, name := range names {
+		scriptMustNotExist(e.t, name)
+	}
+}
+
+// get makes a request to the HTTP server, with the User-Agent ua unless
+// it is "".
+func (e *scriptEnv) get(path, ua string) {
+	e.t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", e.port, path), nil)
+	if ua != "" {
+		req.Header.Set("User-Agent", ua)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }
 
 // scriptExeOf is the executable of a live process ("" if gone or a zombie).
@@ -117,222 +235,123 @@ func scriptPIDsOf(bin string) []int {
 	return pids
 }
 
-// scriptWaitGone waits up to d for pid to stop running bin.
-func scriptWaitGone(pid int, bin string, d time.Duration) bool {
-	for end := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
-		if scriptExeOf(pid) != bin {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-	}
-}
-
-func scriptReadPIDFile(t *testing.T, name string) int {
+// pidFileHolds checks that the pid file name holds pid.
+func pidFileHolds(t *testing.T, name string, pid int) {
 	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatalf("pid file: %v", err)
+	b := readFile(t, name)
+	if got, err := strconv.Atoi(strings.TrimSpace(b)); err != nil || got != pid {
+		t.Fatalf("pid file %s holds %q, want %d", name, b, pid)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatalf("pid file %s holds %q", name, b)
-	}
-	return pid
 }
 
 func scriptMustNotExist(t *testing.T, name string) {
 	t.Helper()
-	if _, err := os.Stat(name); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(name); !os.IsNotExist(err) {
 		t.Fatalf("%s should not exist (stat: %v)", name, err)
 	}
 }
 
-func scriptWriteFile(t *testing.T, name, text string, mode os.FileMode) {
-	t.Helper()
-	if err := os.WriteFile(name, []byte(text), mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func scriptGoBuild(t *testing.T, dir, out string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, ".")
-	cmd.Dir = dir
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build in %s: %v\n%s", dir, err, b)
-	}
-}
-
-func TestStartScript(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: httplog captures on lo with AF_PACKET, started by start_httplog.sh")
-	}
-	tmp, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &scriptEnv{t: t, script: filepath.Join(tmp, "start_httplog.sh"), bin: filepath.Join(tmp, "httplog")}
-	scriptGoBuild(t, ".", e.bin)
-	src, err := os.ReadFile("start_httplog.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	scriptWriteFile(t, e.script, string(src), 0o755)
-
-	// Whatever happens, no process of ours survives the test.
-	var others []int // pids of other helpers (sleep)
-	fake := filepath.Join(tmp, "fake", "httplog-fake")
-	t.Cleanup(func() {
-		for _, bin := range []string{e.bin, fake} {
-			for _, pid := range scriptPIDsOf(bin) {
-				t.Logf("cleanup: killing leftover pid %d (%s)", pid, bin)
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		for _, pid := range others {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
-
-	// A tiny HTTP server on loopback: the port is free since we hold it.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		io.WriteString(w, "ok")
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-
-	logDir := filepath.Join(tmp, "log")
-	pidFile := filepath.Join(tmp, "httplog.pid")
-	conf := filepath.Join(tmp, "test.conf")
-	scriptWriteFile(t, conf, fmt.Sprintf(`# test configuration
-HTTPLOG_DEVICE=lo
-HTTPLOG_PORT=%d
-HTTPLOG_DIR=%s
-HTTPLOG_PIDFILE=%s
-HTTPLOG_LOG_EVERY=1
-HTTPLOG_STOP_TIMEOUT=10
-`, port, logDir, pidFile), 0o644)
-	messages := filepath.Join(logDir, "httplog.messages")
-
-	// start, status, start again.
-	pid := e.startedPID(e.expect(conf, "start", 0))
-	if got := scriptReadPIDFile(t, pidFile); got != pid {
-		t.Fatalf("pid file holds %d, start said %d", got, pid)
-	}
+// TestStartScriptStart: start starts the daemon once (pid file, log
+// directory 0750), status shows it, a second start says it is running
+// and starts no other.
+func TestStartScriptStart(t *testing.T) {
+	e := newScriptEnv(t)
+	pid := e.start(e.conf, "start")
+	pidFileHolds(t, e.pidFile, pid)
 	if scriptExeOf(pid) != e.bin {
 		t.Fatalf("pid %d runs %q, want %s", pid, scriptExeOf(pid), e.bin)
 	}
-	if fi, err := os.Stat(logDir); err != nil {
+	if fi, err := os.Stat(e.logDir); err != nil {
 		t.Fatal(err)
 	} else if fi.Mode().Perm() != 0o750 {
-		t.Fatalf("log directory %s has mode %v, want 0750", logDir, fi.Mode().Perm())
+		t.Fatalf("log directory %s has mode %v, want 0750", e.logDir, fi.Mode().Perm())
 	}
-	if r := e.expect(conf, "status", 0); !strings.Contains(r.out, strconv.Itoa(pid)) {
+	if r := e.expect(e.conf, "status", 0); !strings.Contains(r.out, strconv.Itoa(pid)) {
 		t.Fatalf("status does not show pid %d:\n%s", pid, r.out)
 	}
-	if r := e.expect(conf, "start", 0); !strings.Contains(r.out, fmt.Sprintf("already running (pid %d)", pid)) {
+	if r := e.expect(e.conf, "start", 0); !strings.Contains(r.out, fmt.Sprintf("already running (pid %d)", pid)) {
 		t.Fatalf("second start does not say already running (pid %d):\n%s", pid, r.out)
 	}
-	if pids := scriptPIDsOf(e.bin); len(pids) != 1 || pids[0] != pid {
-		t.Fatalf("processes of %s: %v, want only %d", e.bin, pids, pid)
-	}
-	if got := scriptReadPIDFile(t, pidFile); got != pid {
-		t.Fatalf("pid file holds %d after the second start, want %d", got, pid)
-	}
+	e.only(pid)
+	pidFileHolds(t, e.pidFile, pid)
+}
 
-	// Requests over loopback, then stop: the lines must have been flushed
-	// on SIGTERM (the writer flushes only once a second otherwise).
+// TestStartScriptStopKeepsLines: stop right after requests: their lines
+// are in the files (the daemon flushes on SIGTERM, and reads the frames
+// still in its ring), and its final statistics line is in the messages
+// file, after the start banner. Once stopped, status says 3, stop still
+// succeeds and force-reload says 7.
+func TestStartScriptStopKeepsLines(t *testing.T) {
+	e := newScriptEnv(t)
+	pid := e.start(e.conf, "start")
 	ua := fmt.Sprintf("httplog-script-test/1.0 (pid %d)", os.Getpid())
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var paths []string
 	for i := 0; i < 3; i++ {
 		path := fmt.Sprintf("/script-test/%d?n=%d", i, i)
-		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
-		req.Header.Set("User-Agent", ua)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		e.get(path, ua)
 		paths = append(paths, path)
 	}
-	// Stop at once: lines of frames still in the ring must be kept too.
-	if r := e.expect(conf, "stop", 0); !strings.Contains(r.out, "stopped") {
+	if r := e.stop(e.conf, pid, e.bin); !strings.Contains(r.out, "stopped") {
 		t.Fatalf("stop does not say stopped:\n%s", r.out)
 	}
-	if !scriptWaitGone(pid, e.bin, time.Second) {
-		t.Fatalf("pid %d still runs after stop", pid)
-	}
-	scriptMustNotExist(t, pidFile)
+	scriptMustNotExist(t, e.pidFile)
 
-	now := time.Now()
-	var lines []string
-	for _, day := range []time.Time{now.AddDate(0, 0, -1), now} {
-		b, err := os.ReadFile(filepath.Join(logDir, "http-"+day.Format("20060102")+".log"))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-		lines = append(lines, strings.Split(strings.TrimRight(string(b), "\n"), "\n")...)
-	}
+	lines := readLogDir(t, e.logDir, filepath.Base(e.messages))
+	srv := fmt.Sprintf("127.0.0.1#%d", e.port)
 	for _, path := range paths {
-		want := fmt.Sprintf(" 127.0.0.1#%d CQ GET %s HTTP/1.1 127.0.0.1:%d %s", port, path, port, ua)
+		want := fmt.Sprintf("GET %s HTTP/1.1 127.0.0.1:%d %s", path, e.port, ua)
 		n := 0
 		for _, l := range lines {
-			if strings.HasSuffix(l, want) {
+			if l.dst == srv && l.typ == "CQ" && l.msg == want {
 				n++
 			}
 		}
 		if n != 1 {
-			t.Errorf("%d lines end in %q, want 1; the log files hold:\n%s", n, want, strings.Join(lines, "\n"))
+			t.Errorf("%d CQ lines %q to %s, want 1; the log files hold:\n%s", n, want, srv, logText(lines))
 		}
 	}
 	cr := 0
 	for _, l := range lines {
-		if strings.Contains(l, fmt.Sprintf(" 127.0.0.1#%d 127.0.0.1#", port)) && strings.HasSuffix(l, " CR HTTP/1.1 200 OK 2 text/plain") {
+		if l.src == srv && strings.HasPrefix(l.dst, "127.0.0.1#") && l.typ == "CR" && l.msg == "HTTP/1.1 200 OK 2 text/plain" {
 			cr++
 		}
 	}
 	if cr != len(paths) {
-		t.Errorf("%d CR lines, want %d; the log files hold:\n%s", cr, len(paths), strings.Join(lines, "\n"))
+		t.Errorf("%d CR lines, want %d; the log files hold:\n%s", cr, len(paths), logText(lines))
 	}
-	msgs, err := os.ReadFile(messages)
-	if err != nil {
-		t.Fatalf("messages file: %v", err)
-	}
-	if !strings.Contains(string(msgs), " started: interface lo ") {
+	msgs := readFile(t, e.messages)
+	if !strings.Contains(msgs, " started: interface lo ") {
 		t.Errorf("messages file has no start banner:\n%s", msgs)
 	}
-	if want := fmt.Sprintf(" CQ=%d CR=%d ", len(paths), len(paths)); !strings.Contains(scriptLastStats(string(msgs)), want) {
-		t.Errorf("final statistics line %q does not contain %q", scriptLastStats(string(msgs)), want)
+	if n := parseStats(t, msgs); n["CQ"] != uint64(len(paths)) || n["CR"] != uint64(len(paths)) {
+		t.Errorf("final statistics line %q, want CQ=%d CR=%d", lastStatsLine(msgs), len(paths), len(paths))
 	}
 
-	// Stopped: status 3, stop is still a success, force-reload 7.
-	e.expect(conf, "status", 3)
-	e.expect(conf, "stop", 0)
-	e.expect(conf, "force-reload", 7)
+	e.expect(e.conf, "status", 3)
+	e.expect(e.conf, "stop", 0)
+	e.expect(e.conf, "force-reload", 7)
+}
 
-	// restart from stopped, statistics in status, force-reload, restart
-	// while running.
-	pid2 := e.startedPID(e.expect(conf, "restart", 0))
-	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/again", port))
-	if err != nil {
-		t.Fatal(err)
+// logText is the text of log lines, for a message.
+func logText(lines []logLine) string {
+	var all []string
+	for _, l := range lines {
+		all = append(all, l.file+": "+l.ts.Format(logTimeLayout)+" "+l.rest)
 	}
-	resp.Body.Close()
+	return strings.Join(all, "\n")
+}
+
+// TestStartScriptRestartReload: restart from stopped starts the daemon,
+// status shows its statistics, force-reload makes it reopen its files
+// (SIGHUP), restart while it runs replaces it; then stop, an unknown
+// action (2) and status (3).
+func TestStartScriptRestartReload(t *testing.T) {
+	e := newScriptEnv(t)
+	pid2 := e.start(e.conf, "restart")
+	e.get("/again", "")
 	var st scriptRun
-	if !liveWaitFor(5*time.Second, func() bool {
-		st = e.expect(conf, "status", 0)
+	if !waitFor(5*time.Second, func() bool {
+		st = e.expect(e.conf, "status", 0)
 		return strings.Contains(st.out, "stats: packets=")
 	}) {
 		t.Fatalf("status shows no statistics line:\n%s", st.out)
@@ -340,52 +359,48 @@ HTTPLOG_STOP_TIMEOUT=10
 	if !strings.Contains(st.out, strconv.Itoa(pid2)) {
 		t.Fatalf("status does not show pid %d:\n%s", pid2, st.out)
 	}
-	e.expect(conf, "force-reload", 0)
-	if !liveWaitFor(3*time.Second, func() bool {
-		b, _ := os.ReadFile(messages)
-		return strings.Count(string(b), "SIGHUP: log files closed") == 1
+	e.expect(e.conf, "force-reload", 0)
+	if !waitFor(3*time.Second, func() bool {
+		return strings.Count(readFile(t, e.messages), "SIGHUP: log files closed") == 1
 	}) {
-		t.Fatalf("the daemon did not report SIGHUP in %s", messages)
+		t.Fatalf("the daemon did not report SIGHUP in %s", e.messages)
 	}
-	pid3 := e.startedPID(e.expect(conf, "restart", 0))
+	pid3 := e.start(e.conf, "restart")
 	if pid3 == pid2 {
 		t.Fatalf("restart kept pid %d", pid2)
 	}
-	if !scriptWaitGone(pid2, e.bin, time.Second) {
+	if !waitFor(time.Second, func() bool { return scriptExeOf(pid2) != e.bin }) {
 		t.Fatalf("old pid %d still runs after restart", pid2)
 	}
-	if pids := scriptPIDsOf(e.bin); len(pids) != 1 || pids[0] != pid3 {
-		t.Fatalf("processes of %s after restart: %v, want only %d", e.bin, pids, pid3)
-	}
-	e.expect(conf, "stop", 0)
-	if !scriptWaitGone(pid3, e.bin, time.Second) {
-		t.Fatalf("pid %d still runs after stop", pid3)
-	}
-	e.expect(conf, "bogus", 2)
-	e.expect(conf, "status", 3)
+	e.only(pid3)
+	e.stop(e.conf, pid3, e.bin)
+	e.expect(e.conf, "bogus", 2)
+	e.expect(e.conf, "status", 3)
+}
 
-	// A pid file naming a foreign process: never signalled.
-	sleeper := exec.Command("sleep", "60")
-	if err := sleeper.Start(); err != nil {
-		t.Fatal(err)
+// TestStartScriptForeignPID: a pid file naming a foreign process: status
+// says 1, force-reload 7, stop succeeds and removes the pid file, and the
+// process is never signalled.
+func TestStartScriptForeignPID(t *testing.T) {
+	e := newScriptEnv(t)
+	sleeper := startProc(t, "sleep", exec.Command("sleep", "60"))
+	writeFile(t, e.pidFile, fmt.Sprintf("%d\n", sleeper.cmd.Process.Pid), 0o644)
+	e.expect(e.conf, "status", 1)
+	e.expect(e.conf, "force-reload", 7)
+	e.expect(e.conf, "stop", 0)
+	if err := sleeper.cmd.Process.Signal(syscall.Signal(0)); err != nil || sleeper.exited() {
+		t.Fatalf("stop signalled the foreign pid %d of the pid file: %v", sleeper.cmd.Process.Pid, err)
 	}
-	others = append(others, sleeper.Process.Pid)
-	scriptWriteFile(t, pidFile, fmt.Sprintf("%d\n", sleeper.Process.Pid), 0o644)
-	e.expect(conf, "status", 1)
-	e.expect(conf, "force-reload", 7)
-	e.expect(conf, "stop", 0)
-	if err := sleeper.Process.Signal(syscall.Signal(0)); err != nil {
-		t.Fatalf("stop signalled the foreign pid %d of the pid file: %v", sleeper.Process.Pid, err)
-	}
-	scriptMustNotExist(t, pidFile)
-	sleeper.Process.Kill()
-	sleeper.Wait()
+	scriptMustNotExist(t, e.pidFile)
+}
 
-	// A bad interface: start fails with the daemon's error.
-	badConf := filepath.Join(tmp, "bad.conf")
-	badPID := filepath.Join(tmp, "bad.pid")
-	scriptWriteFile(t, badConf, fmt.Sprintf("HTTPLOG_DEVICE=nosuchif0\nHTTPLOG_PORT=%d\nHTTPLOG_DIR=%s\nHTTPLOG_PIDFILE=%s\n",
-		port, filepath.Join(tmp, "badlog"), badPID), 0o644)
+// TestStartScriptBadConfig: start fails, naming the cause, with a bad
+// interface (1), a bad flag or no directory (6); no daemon is left.
+func TestStartScriptBadConfig(t *testing.T) {
+	e := newScriptEnv(t)
+	badPID := filepath.Join(e.tmp, "bad.pid")
+	badConf := e.writeConf(filepath.Join(e.tmp, "bad.conf"), fmt.Sprintf("HTTPLOG_DEVICE=nosuchif0\nHTTPLOG_PORT=%d\nHTTPLOG_DIR=%s\nHTTPLOG_PIDFILE=%s\n",
+		e.port, filepath.Join(e.tmp, "badlog"), badPID))
 	if r := e.expect(badConf, "start", 1); !strings.Contains(r.out, "nosuchif0") {
 		t.Fatalf("start with a bad interface does not name it:\n%s", r.out)
 	}
@@ -395,23 +410,23 @@ HTTPLOG_STOP_TIMEOUT=10
 		t.Fatalf("start with a bad flag does not name it:\n%s", r.out)
 	}
 	// A daemon needs a directory.
-	dashConf := filepath.Join(tmp, "dash.conf")
-	scriptWriteFile(t, dashConf, "HTTPLOG_DEVICE=lo\nHTTPLOG_DIR=-\nHTTPLOG_PIDFILE="+badPID+"\n", 0o644)
+	dashConf := e.writeConf(filepath.Join(e.tmp, "dash.conf"), "HTTPLOG_DEVICE=lo\nHTTPLOG_DIR=-\nHTTPLOG_PIDFILE="+badPID+"\n")
 	e.expect(dashConf, "start", 6)
-	if pids := scriptPIDsOf(e.bin); len(pids) != 0 {
-		t.Fatalf("processes of %s left: %v", e.bin, pids)
-	}
+	e.noDaemon()
+}
 
-	t.Run("configuration", func(t *testing.T) { scriptConfiguration(t, e, tmp, port) })
-
-	// A process that ignores SIGTERM is killed after HTTPLOG_STOP_TIMEOUT,
-	// loudly.
-	fakeDir := filepath.Dir(fake)
+// TestStartScriptKillsDeafDaemon: a process that ignores SIGTERM is
+// killed after HTTPLOG_STOP_TIMEOUT, loudly.
+func TestStartScriptKillsDeafDaemon(t *testing.T) {
+	e := newScriptEnv(t)
+	fakeDir := filepath.Join(e.tmp, "fake")
+	fake := filepath.Join(fakeDir, "httplog-fake")
+	t.Cleanup(func() { e.killAll(fake) })
 	if err := os.Mkdir(fakeDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	scriptWriteFile(t, filepath.Join(fakeDir, "go.mod"), "module fake\n\ngo 1.21\n", 0o644)
-	scriptWriteFile(t, filepath.Join(fakeDir, "main.go"), `package main
+	writeFile(t, filepath.Join(fakeDir, "go.mod"), "module fake\n\ngo 1.21\n", 0o644)
+	writeFile(t, filepath.Join(fakeDir, "main.go"), `package main
 
 import (
 	"fmt"
@@ -431,188 +446,15 @@ func main() {
 	time.Sleep(time.Minute)
 }
 `, 0o644)
-	scriptGoBuild(t, fakeDir, fake)
-	fakeConf := filepath.Join(tmp, "fake.conf")
-	scriptWriteFile(t, fakeConf, fmt.Sprintf("HTTPLOG_DIR=%s\nHTTPLOG_PIDFILE=%s\nHTTPLOG_BIN=%s\nHTTPLOG_STOP_TIMEOUT=1\n",
-		filepath.Join(tmp, "fakelog"), filepath.Join(tmp, "fake.pid"), fake), 0o644)
-	fpid := e.startedPID(e.expect(fakeConf, "start", 0))
-	if r := e.expect(fakeConf, "stop", 0); !strings.Contains(r.out, "did not exit after TERM within 1 s; sent KILL; buffered lines may be lost") {
+	if err := goBuild(fakeDir, fake, false); err != nil {
+		t.Fatal(err)
+	}
+	fakePID := filepath.Join(e.tmp, "fake.pid")
+	fakeConf := e.writeConf(filepath.Join(e.tmp, "fake.conf"), fmt.Sprintf("HTTPLOG_DIR=%s\nHTTPLOG_PIDFILE=%s\nHTTPLOG_BIN=%s\nHTTPLOG_STOP_TIMEOUT=1\n",
+		filepath.Join(e.tmp, "fakelog"), fakePID, fake))
+	fpid := e.start(fakeConf, "start")
+	if r := e.stop(fakeConf, fpid, fake); !strings.Contains(r.out, "did not exit after TERM within 1 s; sent KILL; buffered lines may be lost") {
 		t.Fatalf("stop of a process deaf to TERM does not say it sent KILL:\n%s", r.out)
 	}
-	if !scriptWaitGone(fpid, fake, time.Second) {
-		t.Fatalf("pid %d survives stop", fpid)
-	}
-	scriptMustNotExist(t, filepath.Join(tmp, "fake.pid"))
-}
-
-// scriptLastStats is the last statistics line of a messages file.
-func scriptLastStats(msgs string) string {
-	var last string
-	sc := bufio.NewScanner(strings.NewReader(msgs))
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "stats:") {
-			last = sc.Text()
-		}
-	}
-	return last
-}
-
-// scriptConfiguration checks, in TestStartScript's environment, that a
-// bad configuration is refused before anything starts (exit 6, with
-// httplog -check's message), that it never keeps stop and status from
-// working, and that relative paths do not depend on the caller.
-func scriptConfiguration(t *testing.T, e0 *scriptEnv, tmp string, port int) {
-	env := func(t *testing.T, dir string) *scriptEnv {
-		return &scriptEnv{t: t, script: e0.script, bin: e0.bin, dir: dir}
-	}
-	// conf writes a configuration for lo and the test server's port into
-	// dir, with the lines given after those.
-	conf := func(t *testing.T, dir, name string, lines ...string) string {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		name = filepath.Join(dir, name)
-		text := fmt.Sprintf("HTTPLOG_DEVICE=lo\nHTTPLOG_PORT=%d\nHTTPLOG_LOG_EVERY=1\n", port) + strings.Join(lines, "\n") + "\n"
-		scriptWriteFile(t, name, text, 0o644)
-		return name
-	}
-	noDaemon := func(t *testing.T) {
-		t.Helper()
-		if pids := scriptPIDsOf(e0.bin); len(pids) != 0 {
-			t.Fatalf("processes of %s run: %v", e0.bin, pids)
-		}
-	}
-	get := func(t *testing.T, path string) {
-		t.Helper()
-		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-
-	// A script-only variable that is wrong locks nobody out: status,
-	// force-reload and stop warn and work; start, restart and configtest
-	// refuse it, and restart leaves the daemon running.
-	t.Run("bad HTTPLOG_STOP_TIMEOUT", func(t *testing.T) {
-		e, dir := env(t, ""), filepath.Join(tmp, "timeout")
-		set := []string{"HTTPLOG_DIR=" + filepath.Join(dir, "log"), "HTTPLOG_PIDFILE=" + filepath.Join(dir, "pid")}
-		good := conf(t, dir, "good.conf", append(set, "HTTPLOG_STOP_TIMEOUT=10")...)
-		bad := conf(t, dir, "bad.conf", append(set, "HTTPLOG_STOP_TIMEOUT=30s")...)
-		const complaint = "HTTPLOG_STOP_TIMEOUT=30s is not a whole number of seconds"
-		pid := e.startedPID(e.expect(good, "start", 0))
-		if r := e.expect(bad, "status", 0); !strings.Contains(r.out, fmt.Sprintf("running (pid %d)", pid)) || !strings.Contains(r.out, "warning: "+bad+": "+complaint) {
-			t.Fatalf("status with a bad timeout does not show pid %d and warn %q:\n%s", pid, complaint, r.out)
-		}
-		for _, action := range []string{"configtest", "restart"} {
-			if r := e.expect(bad, action, 6); !strings.Contains(r.out, complaint) {
-				t.Fatalf("%s does not say %q:\n%s", action, complaint, r.out)
-			}
-		}
-		if scriptExeOf(pid) != e.bin || scriptReadPIDFile(t, filepath.Join(dir, "pid")) != pid {
-			t.Fatalf("a refused restart touched the daemon (pid %d)", pid)
-		}
-		e.expect(bad, "force-reload", 0)
-		if r := e.expect(bad, "stop", 0); !strings.Contains(r.out, "stop waits the default 30 s") {
-			t.Fatalf("stop with a bad timeout does not say what it waits:\n%s", r.out)
-		}
-		if !scriptWaitGone(pid, e.bin, time.Second) {
-			t.Fatalf("pid %d still runs after stop", pid)
-		}
-		e.expect(bad, "start", 6)
-		noDaemon(t)
-		scriptMustNotExist(t, filepath.Join(dir, "pid"))
-	})
-
-	// A value httplog refuses is a bad configuration: configtest and start
-	// exit 6 and show httplog's line, before anything is made. configtest
-	// of a good one says what would run, and makes nothing either.
-	t.Run("configtest", func(t *testing.T) {
-		e, dir := env(t, ""), filepath.Join(tmp, "configtest")
-		logDir, pidFile := filepath.Join(dir, "log"), filepath.Join(dir, "pid")
-		set := []string{"HTTPLOG_DIR=" + logDir, "HTTPLOG_PIDFILE=" + pidFile}
-		bad := conf(t, dir, "bad.conf", append(set, "HTTPLOG_CPUNO=two")...)
-		const refused = `httplog: invalid value "two" for variable HTTPLOG_CPUNO (for -cpu): not an integer`
-		for _, action := range []string{"start", "restart", "configtest"} {
-			if r := e.expect(bad, action, 6); !strings.Contains(r.out, refused) {
-				t.Fatalf("%s with a bad value does not show %q:\n%s", action, refused, r.out)
-			}
-		}
-		noIf := conf(t, dir, "noif.conf", append(set, "HTTPLOG_DEVICE=nosuchif0")...)
-		if r := e.expect(noIf, "configtest", 1); !strings.Contains(r.out, "httplog: -i nosuchif0: no such interface") {
-			t.Fatalf("configtest with a missing interface does not name it:\n%s", r.out)
-		}
-		good := conf(t, dir, "good.conf", set...)
-		want := fmt.Sprintf("httplog: configuration OK: interface lo, ring 8 MB, ports %d, snaplen 1560, 1 parser(s), lines to %s/http-YYYYMMDD.log (new directory)\n", port, logDir)
-		if r := e.expect(good, "configtest", 0); !strings.HasPrefix(r.out, want) {
-			t.Fatalf("configtest prints\n%s\nwant it to begin with\n%s", r.out, want)
-		}
-		noDaemon(t)
-		for _, name := range []string{logDir, pidFile} {
-			scriptMustNotExist(t, name)
-		}
-	})
-
-	// Standard output is refused wherever -d - comes from.
-	t.Run("standard output in HTTPLOG_OPTS", func(t *testing.T) {
-		e, dir := env(t, ""), filepath.Join(tmp, "stdout")
-		c := conf(t, dir, "stdout.conf", "HTTPLOG_DIR="+filepath.Join(dir, "log"), "HTTPLOG_PIDFILE="+filepath.Join(dir, "pid"))
-		for _, opts := range []string{"-d -", "--d=-", "-d=-", "-p 80 -d -"} {
-			for _, action := range []string{"start", "configtest"} {
-				if r := e.expect(c, action, 6, "HTTPLOG_OPTS="+opts); !strings.Contains(r.out, "standard output (-d -, in HTTPLOG_DIR or HTTPLOG_OPTS) cannot be used by a daemon") {
-					t.Fatalf("%s with HTTPLOG_OPTS=%q does not refuse standard output:\n%s", action, opts, r.out)
-				}
-			}
-			noDaemon(t)
-			scriptMustNotExist(t, filepath.Join(dir, "pid"))
-		}
-	})
-
-	// Relative paths are the configuration file's, whatever directory the
-	// script is run from: HTTPLOG_DIR, HTTPLOG_PIDFILE, and -d in
-	// HTTPLOG_OPTS (where status then finds the statistics).
-	t.Run("relative paths", func(t *testing.T) {
-		dir := filepath.Join(tmp, "relative")
-		etc, caller := filepath.Join(dir, "etc"), filepath.Join(dir, "caller")
-		if err := os.MkdirAll(caller, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		e, elsewhere := env(t, caller), env(t, dir)
-		c := conf(t, etc, "httplog.conf", "HTTPLOG_DIR=log", "HTTPLOG_PIDFILE=httplog.pid", "HTTPLOG_STOP_TIMEOUT=10")
-		pid := e.startedPID(e.expect(c, "start", 0))
-		if got := scriptReadPIDFile(t, filepath.Join(etc, "httplog.pid")); got != pid {
-			t.Fatalf("pid file %s holds %d, start said %d", filepath.Join(etc, "httplog.pid"), got, pid)
-		}
-		if _, err := os.Stat(filepath.Join(etc, "log", "httplog.messages")); err != nil {
-			t.Fatalf("no messages file in the configuration's log directory: %v", err)
-		}
-		elsewhere.expect(c, "status", 0)
-		elsewhere.expect(c, "stop", 0)
-		if !scriptWaitGone(pid, e.bin, time.Second) {
-			t.Fatalf("pid %d still runs after stop", pid)
-		}
-
-		pid = e.startedPID(e.expect(c, "start", 0, "HTTPLOG_OPTS=-d log2"))
-		get(t, "/relative-opts")
-		var st scriptRun
-		if !liveWaitFor(5*time.Second, func() bool {
-			st = elsewhere.expect(c, "status", 0, "HTTPLOG_OPTS=-d log2")
-			return strings.Contains(st.out, "stats: packets=")
-		}) {
-			t.Fatalf("status shows no statistics line from %s:\n%s", filepath.Join(etc, "log2"), st.out)
-		}
-		e.expect(c, "stop", 0, "HTTPLOG_OPTS=-d log2")
-		if !scriptWaitGone(pid, e.bin, time.Second) {
-			t.Fatalf("pid %d still runs after stop", pid)
-		}
-		b, err := os.ReadFile(filepath.Join(etc, "log2", "http-"+time.Now().Format("20060102")+".log"))
-		if err != nil || !strings.Contains(string(b), " CQ GET /relative-opts HTTP/1.1 ") {
-			t.Fatalf("no line of the request in %s (%v):\n%s", filepath.Join(etc, "log2"), err, b)
-		}
-		if ents, _ := os.ReadDir(caller); len(ents) != 0 {
-			t.Fatalf("the script made files in its caller's directory: %v", ents)
-		}
-	})
+	scriptMustNotExist(t, fakePID)
 }
