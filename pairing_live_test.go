@@ -433,7 +433,7 @@ func TestLivePairDelay(t *testing.T) {
 	if stats["unanswered"] != 0 || stats["unmatched"] != 0 || stats["paired"] != 9 || stats["CR"] != 9 {
 		t.Errorf("want paired=CR=9, unanswered=unmatched=0: %s", lastStatsLine(stderr))
 	}
-	if pipelined := pairCheckDelays(t, lines); pipelined != 2 {
+	if pipelined := pairCheckDelays(t, lines, pairServerTook(t, srv)); pipelined != 2 {
 		t.Errorf("%d requests pipelined, want 2", pipelined)
 	}
 }
@@ -483,9 +483,9 @@ func pairDelayPipeline(t *testing.T, tp *topology, srv *proc) {
 // against the delay its request asked for, plus, for a request sent
 // before the response to the one before it, the time it waited for that
 // response. It returns how many requests were pipelined.
-func pairCheckDelays(t *testing.T, lines []logLine) int {
+func pairCheckDelays(t *testing.T, lines []logLine, took map[string][]time.Duration) int {
 	t.Helper()
-	delayRE := regexp.MustCompile(` CQ GET /delay\?ms=(\d+)`)
+	delayRE := regexp.MustCompile(` CQ GET (/delay\?ms=(\d+)(&half=1)?)`)
 	pipelined := 0
 	for client, c := range pairLiveConns(t, lines) {
 		if len(c.cq) != len(c.cr) {
@@ -498,7 +498,7 @@ func pairCheckDelays(t *testing.T, lines []logLine) int {
 				t.Errorf("unexpected request: %s", q.rest)
 				continue
 			}
-			ms, _ := strconv.Atoi(m[1])
+			ms, _ := strconv.Atoi(m[2])
 			rt, ok := pairLineTime(t, q, c.cr[i])
 			if !ok {
 				continue
@@ -506,7 +506,17 @@ func pairCheckDelays(t *testing.T, lines []logLine) int {
 			// A request sent before the response to the one before it
 			// waits for that response (the timestamps keep milliseconds,
 			// cut: 1 ms either way).
-			lo, hi := time.Duration(ms)*time.Millisecond, time.Duration(ms+5)*time.Millisecond
+			// At most 5 ms more than the server took by its own clock
+			// (the delay, or more when its sleep overran).
+			served := time.Duration(ms) * time.Millisecond
+			key := client + " " + m[1]
+			if n := len(took[key]); n > 0 {
+				served = max(served, took[key][0])
+				took[key] = took[key][1:]
+			} else {
+				t.Errorf("the server did not say how long it took for %s", key)
+			}
+			lo, hi := time.Duration(ms)*time.Millisecond, served+5*time.Millisecond
 			if i > 0 && c.cqAt[i] < c.crAt[i-1] {
 				pipelined++
 				wait := c.cr[i-1].ts.Sub(q.ts)
@@ -520,6 +530,21 @@ func pairCheckDelays(t *testing.T, lines []logLine) int {
 		}
 	}
 	return pipelined
+}
+
+// pairServerTook reads what the delay server took for each request, by
+// its own clock: the lists of durations by "CLIENT TARGET", in order.
+func pairServerTook(t *testing.T, srv *proc) map[string][]time.Duration {
+	t.Helper()
+	took := map[string][]time.Duration{}
+	for _, line := range strings.Split(srv.stdout.String(), "\n") {
+		var client, target string
+		var us int64
+		if n, _ := fmt.Sscanf(line, "took %s %s %d", &client, &target, &us); n == 3 {
+			took[client+" "+target] = append(took[client+" "+target], time.Duration(us)*time.Microsecond)
+		}
+	}
+	return took
 }
 
 // pairDelayServer starts TestPairDelayServer in the server namespace and
@@ -561,6 +586,7 @@ func TestPairDelayServer(t *testing.T) {
 			http.Error(w, "want /delay?ms=N", http.StatusBadRequest)
 			return
 		}
+		start := time.Now()
 		d := time.Duration(ms) * time.Millisecond
 		if r.URL.Query().Get("half") == "1" {
 			time.Sleep(d / 2)
@@ -569,6 +595,10 @@ func TestPairDelayServer(t *testing.T) {
 		}
 		time.Sleep(d)
 		w.Header().Set("Content-Type", "text/plain")
+		// What the server took, by its own clock: a sleep on a busy
+		// machine can overrun its delay by many milliseconds.
+		client := netip.MustParseAddrPort(r.RemoteAddr)
+		fmt.Printf("took %s#%d %s %d\n", client.Addr().Unmap(), client.Port(), r.URL.RequestURI(), time.Since(start).Microseconds())
 		fmt.Fprintf(w, "slept %d ms\n", ms)
 	})))
 }
