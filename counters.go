@@ -241,15 +241,18 @@ func statusClass(code int) int {
 type parserCounts struct {
 	requests  [numTypes][numMethods]uint64
 	responses [numTypes][numClasses]uint64
+	dirty     uint8 // rows counted in since the last publish: bit t requests[t], bit numTypes+t responses[t]
 }
 
 // count counts one message of type t and kind, whose start line is start.
 func (c *parserCounts) count(t lineType, kind msgKind, start []byte) {
 	if kind == request {
 		c.requests[t][methodOf(start)]++
+		c.dirty |= 1 << t
 		return
 	}
 	c.responses[t][statusClass(statusOf(start))]++
+	c.dirty |= 1 << (numTypes + t)
 }
 
 // parserSet is what one parser publishes for /metrics: its counts, and
@@ -271,12 +274,17 @@ func (r *registry) newParserSet() *parserSet {
 }
 
 // publish stores the counts that changed since the last publish: a
-// batch's messages touch a few of them.
+// batch's messages touch a few rows, and only those are looked at.
 func (s *parserSet) publish(c *parserCounts) {
 	for t := range c.requests {
-		storeChanged(s.requests[t][:], c.requests[t][:])
-		storeChanged(s.responses[t][:], c.responses[t][:])
+		if c.dirty&(1<<t) != 0 {
+			storeChanged(s.requests[t][:], c.requests[t][:])
+		}
+		if c.dirty&(1<<(int(numTypes)+t)) != 0 {
+			storeChanged(s.responses[t][:], c.responses[t][:])
+		}
 	}
+	c.dirty = 0
 }
 
 // storeChanged stores each value of src that differs from dst's. Only the
