@@ -23,6 +23,7 @@ import (
 
 // TestPortFilter runs the kernel filter in x/net/bpf's VM on frames that
 // must pass and frames that must not.
+// It is long because it is a table of frames.
 func TestPortFilter(t *testing.T) {
 	req := tcpSegment(40000, 80, 20, getReq)
 	v4 := ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, req)
@@ -143,6 +144,7 @@ func TestBuildFilter(t *testing.T) {
 // IPv4 and IPv6, Ethernet and raw IP; ports beside them do not. Classic BPF
 // conditional jumps skip at most 255 instructions, so lists of more than
 // about 120 ports once jumped to the wrong place.
+// It is long because it builds the frames once and walks every list length in one loop.
 func TestPortFilterEveryLength(t *testing.T) {
 	// One frame of each kind, built once; the ports are written into the
 	// TCP header before each run.
@@ -224,6 +226,7 @@ func TestPortFilterEveryLength(t *testing.T) {
 // TestPortFilterRuns: consecutive ports become range tests; every port
 // from 0 to 1100 passes exactly when it is listed, as source and as
 // destination, and a list of the most runs that fit works to its last.
+// It is long because it is a table of port lists.
 func TestPortFilterRuns(t *testing.T) {
 	lists := [][]uint16{
 		{80, 81},
@@ -621,6 +624,7 @@ func putBlock(t *testing.T, ring []byte, g ringGeometry, i int, frames []ringFra
 // frames in place, link types by device type, tags put back, blocks handed
 // back in turn, a wait that times out on a block the kernel still owns,
 // and corrupt frame headers skipped without a panic.
+// It is long because it lays out a ring and walks it through every case in order.
 func TestRingWalk(t *testing.T) {
 	g := ringGeometry{frameSize: 4096, blockSize: 8192, numBlocks: 3}
 	ring := make([]byte, g.blockSize*g.numBlocks)

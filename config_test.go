@@ -136,6 +136,7 @@ func TestConfigEnvironmentAndFlags(t *testing.T) {
 
 // TestConfigErrors: every bad value is one line naming the flag or the
 // variable and the value.
+// It is long because it is a table of bad inputs, each with its message.
 func TestConfigErrors(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -324,6 +325,7 @@ func TestChooseDevice(t *testing.T) {
 // TestCheck: -check reports what a start would find wrong, with the
 // start's message and exit code (2 for a bad value, 1 for the rest), or
 // one "configuration OK" line on standard output; it creates nothing.
+// It is long because it is a table of configurations, each with its exit code and line.
 func TestCheck(t *testing.T) {
 	tmp := t.TempDir()
 	file := filepath.Join(tmp, "file") // stands where a directory should

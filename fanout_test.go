@@ -73,6 +73,7 @@ func fanoutVM(t *testing.T, k fanoutKeys, proto uint32) func([]byte) uint32 {
 // TestFanoutHash: the fanout program gives a packet and its answer the
 // same number, the number fanoutWant computes, and spreads connections
 // over readers; with other keys, other numbers.
+// It is long because it is a table of frames run through the program and the reference.
 func TestFanoutHash(t *testing.T) {
 	keys := fanoutKeys{0x9e3779b1, 0x85ebca6b, 0xc2b2ae35, 0x27d4eb2f, 0x165667b1}
 	ip4, ip6 := fanoutVM(t, keys, etherIPv4), fanoutVM(t, keys, etherIPv6)

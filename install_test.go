@@ -210,6 +210,7 @@ func installCheckUnit(t *testing.T, dest string) {
 // the file, pointed at a directory of the test's, compresses a day two
 // days after its last line, deletes a compressed day 30 days after, and
 // leaves today's file and younger days alone; text and JSON files alike.
+// It is long because it sets up days of files and checks each after a real rotation.
 func installCheckLogrotate(t *testing.T, dest string, user *account) {
 	logrotate := tool(t, "logrotate")
 	conf := filepath.Join(dest, "etc/logrotate.d/httplog")

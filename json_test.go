@@ -161,6 +161,7 @@ func walkObject(dec *json.Decoder, prefix string, ev event) error {
 
 // checkEvent checks the values of an event: required fields, forms and
 // the constants and relations of the contract.
+// It is long because it is the whole event contract, field by field.
 func checkEvent(ev event) error {
 	for _, f := range jsonRequired {
 		if _, ok := ev[f]; !ok {
@@ -357,6 +358,7 @@ func checkDerived(ev event) error {
 // that the field names, nesting and order of the contract are seen; then
 // the ill-formed start lines, whose fields that cannot be derived are
 // left out.
+// It is long because it is a table of records and their events.
 func TestAppendJSON(t *testing.T) {
 	ts := time.Date(2019, 9, 1, 5, 16, 51, 2999999, time.UTC).UnixNano() // .002999: cut, not rounded
 	src4, dst4 := netip.MustParseAddrPort("223.39.188.71:50905"), netip.MustParseAddrPort("10.140.0.2:80")
@@ -554,6 +556,7 @@ func TestParseEventRefuses(t *testing.T) {
 // event.start with event.duration (checkPaired), and a paired response's
 // request fields with those of the request event it was timed from
 // (checkPairedRequests), which are its CQ or SQ line's.
+// It is long because it runs every capture in both formats and compares each event with its line.
 func TestJSONMatchesText(t *testing.T) {
 	root := filepath.Join(corpusDir(t), "pcaps")
 	captures := append(corpusCaptures(t), filepath.Join("testdata", "seed.pcap"))
@@ -774,6 +777,7 @@ func TestReadmeFields(t *testing.T) {
 // holds to the contract (parseEvent), its values make the text line of
 // the same format's redaction exactly (textOf), and its derived fields
 // agree with its start line (checkDerived).
+// It is long because it holds its seeds, each with a comment, and the properties it checks.
 func FuzzEvent(f *testing.F) {
 	f.Add([]byte(getReq), false)
 	f.Add([]byte("GET /\x00\x1b[31m\\\xff\"x\" HTTP/1.1\r\nHost: a\rb\r\nUser-Agent: \xc3\"\r\n"), false)

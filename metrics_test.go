@@ -92,6 +92,7 @@ func publishedMessages(s *parserSet) uint64 {
 // parser, every counter of the statistics line is there with its value
 // and the registry's help text, each family has its type, and the
 // parsers' counts are summed over the parsers.
+// It is long because it fills every family and parses the whole exposition.
 func TestExposition(t *testing.T) {
 	reg := &registry{}
 	a, b := reg.newSet(), reg.newSet()
@@ -194,6 +195,7 @@ func TestExposition(t *testing.T) {
 // and end in +Inf equal to _count, _sum is in seconds, parsers are summed,
 // labels are bounded (_OTHER), and OpenTelemetry's bounds are the le
 // labels; the pairing counters are there too.
+// It is long because it observes a table of times and checks every bucket.
 func TestDurationHistograms(t *testing.T) {
 	reg := &registry{pair: true}
 	p1, p2 := reg.newParserSet(), reg.newParserSet()

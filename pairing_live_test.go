@@ -259,6 +259,7 @@ func pairLineTime(t *testing.T, q, r logLine) (time.Duration, bool) {
 // $connection_requests, and checks each CR line's time (see
 // TestLivePairNginx). It returns how many requests were captured before
 // the response to the request before them (pipelined).
+// It is long because it matches each response line to nginx's record and checks the bound.
 func pairCheckNginx(t *testing.T, lines []logLine, timing []pairAccess) (pipelined int) {
 	t.Helper()
 	conns := pairLiveConns(t, lines)

@@ -246,6 +246,7 @@ func TestPairForgedResponse(t *testing.T) {
 // (the response after the missing one does not start where the one
 // before it ended). Both rules are checked alone: with a known length
 // and with chunked responses, whose end is not known.
+// It is long because it is a table of connection scenarios.
 func TestPairMissingResponse(t *testing.T) {
 	t.Run("keep-alive, content-length", func(t *testing.T) {
 		tab, c := newTestConn(t)
@@ -489,6 +490,7 @@ func TestPairResponseWithoutRequest(t *testing.T) {
 	})
 }
 
+// TestPairUnanswered is long because it is a table of ways a request goes unanswered.
 func TestPairUnanswered(t *testing.T) {
 	t.Run("timeout, idle connection", func(t *testing.T) {
 		tab, c := newTestConn(t)
@@ -673,6 +675,7 @@ func TestPairRandom(t *testing.T) {
 // texts (8 slots for 24 connections, so they often run out), and each
 // step also checks that no slot is lost or held twice (checkTextSlots),
 // and each paired response finds its own request's target or none.
+// It is long because it is one random walk with the invariants checked at every step.
 func pairRandom(t *testing.T, texts bool) {
 	rng := rand.New(rand.NewSource(1))
 	tab := newTestTable(8)

@@ -130,6 +130,7 @@ func (h *textPath) check(ev event, at float64, want texts) {
 // TestPairTexts: with -pair and -format json, each response event carries
 // the method, URI and Host of the request it answers, through the real
 // packet path, and the arena gives every slot back.
+// It is long because it is a table of connection scenarios.
 func TestPairTexts(t *testing.T) {
 	long := "/" + strings.Repeat("a", pairTextSize) // no slot holds it
 	// A signed URL of 330 bytes: too long as sent, short enough redacted.

@@ -13,6 +13,7 @@ import (
 
 const getReq = "GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/8.0\r\n\r\n"
 
+// TestDecodeFrame is long because it is a table of frames.
 func TestDecodeFrame(t *testing.T) {
 	tcp := tcpSegment(40000, 80, 20, getReq)
 	v4 := ipv4Packet("192.0.2.1", "198.51.100.2", 6, 20, 0, tcp)

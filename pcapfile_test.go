@@ -572,6 +572,7 @@ func TestCaptureFileSkipsAndCounts(t *testing.T) {
 // TestFileFIFO reads a FIFO as tcpdump -w would fill it: opening it does
 // not wait for a writer, a read waits at most pollTimeout for the rest of
 // a header or record, and a record cut by the writer is read once whole.
+// It is long because it is one FIFO taken through a sequence of writes.
 func TestFileFIFO(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "fifo")
 	if err := unix.Mkfifo(path, 0o600); err != nil {
@@ -761,6 +762,7 @@ func (r *stutterReader) Read(b []byte) (int, error) {
 // and then io.EOF or a one-line error, never a panic; memory stays within
 // the read buffer; reading the same bytes as a stalling pipe gives the
 // same frames; and a pcap file pcapgo can read gives pcapgo's frames.
+// It is long because it holds its seeds, each with a comment, and the properties it checks.
 func FuzzCaptureFile(f *testing.F) {
 	o, b := le, be
 	eth := ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, getReq)

@@ -102,6 +102,7 @@ func rulesFile(t *testing.T) string {
 // while wrk loads nginx; once traffic has stopped and Prometheus has
 // scraped again, its httplog_http_messages_total{type="CQ"} is the CQ of
 // httplog's final statistics line, and the rules file loads into it.
+// It is long because it is one Prometheus and one httplog taken through a sequence of steps.
 func TestPrometheusScrapes(t *testing.T) {
 	tp := newTopology(t)
 	wrk := tool(t, "wrk")
@@ -242,6 +243,7 @@ func readmeQueries(t *testing.T) []string {
 // (written here) show each alert firing when it should and not before:
 // kernel drops rising, no packets for 5 minutes, 5xx above 5 % of a
 // type's responses. promtool also lints an exposition with every family.
+// It is long because the rules' unit tests are written out in it.
 func TestAlertRules(t *testing.T) {
 	promtool := tool(t, "promtool")
 	rules := rulesFile(t)

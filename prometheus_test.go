@@ -116,6 +116,7 @@ func checkScrapeIsStats(t *testing.T, fams map[string]*dto.MetricFamily, stats m
 // TestMetricsEqualStatistics: with traffic stopped, /metrics holds the
 // numbers of the final statistics line, counter by counter; the parsers'
 // counts by method and class add up to the lines by type.
+// It is long because it sends every kind of packet and compares every counter.
 func TestMetricsEqualStatistics(t *testing.T) {
 	dir := t.TempDir()
 	d := startPiped(t, "-d", dir, "-metrics", "127.0.0.1:0", "-local", "198.51.100.2", "-cpu", "2")
@@ -192,6 +193,7 @@ func TestMetricsEqualStatistics(t *testing.T) {
 // scrapes see the counts only grow, and once the last line is written
 // /metrics has every line and every response's class, summed over the
 // readers and the parsers.
+// It is long because it is one replay with scrapes, then every count checked.
 func TestMetricsScrapedDuringReplay(t *testing.T) {
 	tp := newTopology(t)
 	tcpreplay := tool(t, "tcpreplay")

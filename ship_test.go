@@ -118,6 +118,7 @@ type shipWeb struct {
 }
 
 // TestE2ERsyslog: see the top of this file and docs/E2E.md.
+// It is long because it is one shipping chain taken through a sequence of steps.
 func TestE2ERsyslog(t *testing.T) {
 	tp := newTopology(t)
 	rsyslogd := tool(t, "rsyslogd")
