@@ -188,16 +188,12 @@ func appendJSON(b []byte, r *record, c *clock, red *redactor) ([]byte, uint32) {
 		b = append(b, `,"http":{`...)
 		sep := false // a member was written in the object
 		if len(version) > 0 {
-			b = append(b, `"version":"`...)
-			b = appendEscapedAs(b, version, true)
-			b = append(b, '"')
+			b = appendJSONString(b, `"version":"`, version, `"`)
 			sep = true
 		}
 		if len(method) > 0 {
 			b = appendSep(b, sep)
-			b = append(b, `"request":{"method":"`...)
-			b = appendEscapedAs(b, method, true)
-			b = append(b, `"}`...)
+			b = appendJSONString(b, `"request":{"method":"`, method, `"}`)
 			sep = true
 		}
 		if hasResponse {
@@ -211,9 +207,7 @@ func appendJSON(b []byte, r *record, c *clock, red *redactor) ([]byte, uint32) {
 			}
 			if len(ctype) > 0 {
 				b = appendSep(b, sep)
-				b = append(b, `"headers":{"content-type":"`...)
-				b = appendEscapedAs(b, ctype, true)
-				b = append(b, `"}`...)
+				b = appendJSONString(b, `"headers":{"content-type":"`, ctype, `"}`)
 				sep = true
 			}
 			if lengthOK {
@@ -237,9 +231,7 @@ func appendJSON(b []byte, r *record, c *clock, red *redactor) ([]byte, uint32) {
 		b = append(b, `"}`...)
 	}
 	if !response && len(ctype) > 0 {
-		b = append(b, `,"user_agent":{"original":"`...)
-		b = appendEscapedAs(b, r.msg.field2, true)
-		b = append(b, `"}`...)
+		b = appendJSONString(b, `,"user_agent":{"original":"`, r.msg.field2, `"}`)
 	}
 
 	// httplog: the type, and the values of the text line as sent.
@@ -253,14 +245,10 @@ func appendJSON(b []byte, r *record, c *clock, red *redactor) ([]byte, uint32) {
 		host = r.req.host // set by pairing, else nil
 	}
 	if len(host) > 0 {
-		b = append(b, `,"host":"`...)
-		b = appendEscapedAs(b, host, true)
-		b = append(b, '"')
+		b = appendJSONString(b, `,"host":"`, host, `"`)
 	}
 	if response && len(r.msg.field1) > 0 {
-		b = append(b, `,"content_length":"`...)
-		b = appendEscapedAs(b, r.msg.field1, true)
-		b = append(b, '"')
+		b = appendJSONString(b, `,"content_length":"`, r.msg.field1, `"`)
 	}
 	if r.req.truncated {
 		b = append(b, `,"request_truncated":true`...)
@@ -275,6 +263,14 @@ func appendJSONEndpoint(b []byte, ap netip.AddrPort) []byte {
 	b = append(b, `","port":`...)
 	b = strconv.AppendUint(b, uint64(ap.Port()), 10)
 	return append(b, '}')
+}
+
+// appendJSONString writes prefix, the text v escaped as a JSON string's
+// content (the text format's escaping, then JSON's), and suffix.
+func appendJSONString(b []byte, prefix string, v []byte, suffix string) []byte {
+	b = append(b, prefix...)
+	b = appendEscapedAs(b, v, true)
+	return append(b, suffix...)
 }
 
 // appendSep writes the comma between two members of an object.
