@@ -273,14 +273,19 @@ func (r *reader) handle(f *frame, p *packet) {
 		r.n[cUnsupported]++
 		return
 	}
+	// The ports are checked again: the kernel filter passes frames with
+	// a third VLAN tag and IPv6 packets with extension headers without
+	// looking at their ports, and capture files have no filter.
+	if !r.portMatch(p) {
+		r.n[cNotHTTP]++
+		return
+	}
 	kind := httpStart(p.payload)
-	// The ports are checked again: frames can reach the ring before the
-	// kernel filter is attached, and capture files have no filter.
-	if kind == notHTTP || !r.portMatch(p) {
+	if kind == notHTTP {
 		r.n[cNotHTTP]++
 		// With -pair, the parser that owns a watched connection also
 		// hears of its end and of its port pair being opened again.
-		if !r.pair || kind != notHTTP || !pairEdge(p.flags) || !r.portMatch(p) {
+		if !r.pair || !pairEdge(p.flags) {
 			return
 		}
 	}

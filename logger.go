@@ -504,7 +504,7 @@ func (w *writer) reopen() {
 func (w *writer) closeAll() {
 	for key, f := range w.files {
 		w.flush(f)
-		if n := countLines(f.buf); n > 0 {
+		if n := uint64(bytes.Count(f.buf, []byte{'\n'})); n > 0 {
 			w.stats.add(cLinesLost, n)
 			w.cfg.log.Printf("%s: %d lines could not be written and are lost", f.name, n)
 		}
@@ -581,16 +581,6 @@ func (w *writer) followLock() {
 	}
 	w.relock, w.lockTaken = f, false
 	w.cfg.log.Printf("%s was removed: its directory is locked again", name)
-}
-
-func countLines(b []byte) uint64 {
-	var n uint64
-	for _, c := range b {
-		if c == '\n' {
-			n++
-		}
-	}
-	return n
 }
 
 // nopCloser keeps standard output open when the writer closes its files.

@@ -33,8 +33,8 @@ const expireSteps = 4
 
 // Method codes of a waiting request. Only HEAD (its response has no body)
 // and CONNECT (a 2xx answer turns the connection into a tunnel) change
-// the pairing; all of them label the response times of /metrics, and are
-// kept for the JSON lines of issue 10.
+// the pairing; all of them label the response times of /metrics and name
+// a paired request's method in JSON events (pairtext.go).
 const (
 	methodOther uint8 = iota
 	methodGET

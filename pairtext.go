@@ -62,11 +62,11 @@ type pairTexts struct {
 	fresh   uint32              // slots meta[fresh:] were never taken
 	head    uint32              // the free list, oldest first (index + 1; 0: empty)
 	tail    uint32
-	used    int        // slots held by waiting requests
-	redact  *redactor  // -redact: the slot keeps the redacted target
-	scratch []byte     // the redacted target, before it is copied
-	answer  textRef    // the request of the response just paired (observe)
-	methods [10][]byte // method names by code
+	used    int                // slots held by waiting requests
+	redact  *redactor          // -redact: the slot keeps the redacted target
+	scratch []byte             // the redacted target, before it is copied
+	answer  textRef            // the request of the response just paired (observe)
+	methods [numMethods][]byte // method names by code (methodOther: nil)
 }
 
 // newPairTexts makes the arena for a table of conns entries; red is the
@@ -93,9 +93,8 @@ func newPairTexts(conns int, red *redactor) *pairTexts {
 	if red != nil {
 		x.scratch = make([]byte, 0, scratchSize)
 	}
-	for code, name := range []string{methodGET: "GET", methodHEAD: "HEAD", methodPOST: "POST", methodPUT: "PUT",
-		methodDELETE: "DELETE", methodOPTIONS: "OPTIONS", methodTRACE: "TRACE", methodPATCH: "PATCH", methodCONNECT: "CONNECT"} {
-		x.methods[code] = []byte(name)
+	for code := methodGET; code < numMethods; code++ {
+		x.methods[code] = []byte(methodNames[code])
 	}
 	return x
 }

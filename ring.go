@@ -2,7 +2,7 @@ package main
 
 // The live packet source: an AF_PACKET socket with a TPACKET_V3 receive
 // ring mapped into memory, read in place. capture.go holds the source
-// interface, the kernel filter and the reader stage it feeds.
+// interface and the reader stage it feeds, filter.go the kernel filter.
 
 import (
 	"encoding/binary"
