@@ -197,13 +197,15 @@ func chownAt(a *account, name string, flags int) error {
 }
 
 // isLogName tells whether name is one of httplog's day files:
-// http-YYYYMMDD.log or http-TYPE-YYYYMMDD.log.
+// http-YYYYMMDD.log or http-TYPE-YYYYMMDD.log, or .json for -format json.
 func isLogName(name string) bool {
 	s, ok := strings.CutPrefix(name, "http-")
 	if !ok {
 		return false
 	}
-	if s, ok = strings.CutSuffix(s, ".log"); !ok {
+	if base, ok := strings.CutSuffix(s, ".log"); ok {
+		s = base
+	} else if s, ok = strings.CutSuffix(s, ".json"); !ok { // -format json's days
 		return false
 	}
 	if len(s) == 11 && s[2] == '-' {

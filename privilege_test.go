@@ -52,6 +52,7 @@ func TestIsLogName(t *testing.T) {
 		"http-2019090.log": false, "http-201909011.log": false, "http-XX-20190901.log": false,
 		"http-20190901.log.1": false, "http-2019090a.log": false, ".httplog.lock": false,
 		"httplog.messages": false, "http-CQ-CR-20190901.log": false,
+		"http-20190901.json": true, "http-SQ-20190901.json": true, "http-20190901.json.1": false, "http-20190901.jsonl": false,
 	} {
 		if isLogName(name) != want {
 			t.Errorf("isLogName(%q) = %v, want %v", name, !want, want)

@@ -185,8 +185,14 @@ check_config() {
 		echo "$PROG: $BIN is not an executable file (set HTTPLOG_BIN?)" >&2
 		return 5
 	fi
-	local out rc
-	out=$(cd "$CONF_DIR" && "$BIN" -check "${OPTS[@]}" </dev/null 2>&1)
+	local out rc skip=()
+	# A running daemon of ours holds its -metrics address: the check must
+	# not find it taken (restart stops it only after the check; the start
+	# after the stop checks the address again).
+	if running; then
+		skip=(-metrics=)
+	fi
+	out=$(cd "$CONF_DIR" && "$BIN" -check "${OPTS[@]}" "${skip[@]}" </dev/null 2>&1)
 	rc=$?
 	if ((rc != 0)); then
 		printf '%s\n' "$out" >&2
