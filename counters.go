@@ -206,27 +206,6 @@ const numClasses = 6
 
 var classNames = [numClasses]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
-// statusOf reads the status code of a status line ("HTTP/1.1 200 OK"):
-// the three digits after its first space, followed by a space or the
-// end; 0 when there are none. Pairing reads it the same way.
-func statusOf(line []byte) int {
-	sp := 0
-	for sp < len(line) && line[sp] != ' ' {
-		sp++
-	}
-	if len(line) < sp+4 || len(line) > sp+4 && line[sp+4] != ' ' {
-		return 0
-	}
-	code := 0
-	for _, c := range line[sp+1 : sp+4] {
-		if !isDigit(c) {
-			return 0
-		}
-		code = code*10 + int(c-'0')
-	}
-	return code
-}
-
 // statusClass is the index in classNames of a status code.
 func statusClass(code int) int {
 	if code < 100 || code > 599 {
@@ -244,14 +223,14 @@ type parserCounts struct {
 	dirty     uint8 // rows counted in since the last publish: bit t requests[t], bit numTypes+t responses[t]
 }
 
-// count counts one message of type t and kind, whose start line is start.
-func (c *parserCounts) count(t lineType, kind msgKind, start []byte) {
+// count counts one message m of type t and kind.
+func (c *parserCounts) count(t lineType, kind msgKind, m *message) {
 	if kind == request {
-		c.requests[t][methodOf(start)]++
+		c.requests[t][m.method]++
 		c.dirty |= 1 << t
 		return
 	}
-	c.responses[t][statusClass(statusOf(start))]++
+	c.responses[t][statusClass(m.status)]++
 	c.dirty |= 1 << (numTypes + t)
 }
 

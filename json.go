@@ -168,7 +168,7 @@ func appendJSON(b []byte, r *record, c *clock, red *redactor) ([]byte, uint32) {
 	var version, method, target []byte
 	code := -1
 	if response {
-		version, code = parseStatus(line)
+		version, code = r.msg.version, r.msg.status
 		method, target = r.req.method, r.req.target // set by pairing, else nil
 	} else {
 		start, end := splitRequest(line)

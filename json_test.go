@@ -359,6 +359,25 @@ func checkDerived(ev event) error {
 // the ill-formed start lines, whose fields that cannot be derived are
 // left out.
 // It is long because it is a table of records and their events.
+// startMsg is the message parseMessage makes of an HTTP start of type t
+// whose start line is start, with the header values f1 and f2 as given
+// (raw bytes that a header block could not carry).
+func startMsg(t lineType, start, f1, f2 string) message {
+	kind := request
+	if t == typeCR || t == typeSR {
+		kind = response
+	}
+	var m message
+	parseMessage(kind, []byte(start), &m, false)
+	if f1 != "" {
+		m.field1 = []byte(f1)
+	}
+	if f2 != "" {
+		m.field2 = []byte(f2)
+	}
+	return m
+}
+
 func TestAppendJSON(t *testing.T) {
 	ts := time.Date(2019, 9, 1, 5, 16, 51, 2999999, time.UTC).UnixNano() // .002999: cut, not rounded
 	src4, dst4 := netip.MustParseAddrPort("223.39.188.71:50905"), netip.MustParseAddrPort("10.140.0.2:80")
@@ -367,16 +386,16 @@ func TestAppendJSON(t *testing.T) {
 		rec  record
 		want string
 	}{
-		{"request", record{ts: ts, src: src4, dst: dst4, typ: typeCQ, msg: message{
-			start: []byte("GET /a?b=1 HTTP/1.1"), field1: []byte("www.example.com"), field2: []byte(`curl/8.0 "x" \ é`)}},
+		{"request", record{ts: ts, src: src4, dst: dst4, typ: typeCQ,
+			msg: startMsg(typeCQ, "GET /a?b=1 HTTP/1.1", "www.example.com", `curl/8.0 "x" \ é`)},
 			`{"@timestamp":"2019-09-01T05:16:51.002Z","event":{"action":"request"},` +
 				`"source":{"ip":"223.39.188.71","port":50905},"destination":{"ip":"10.140.0.2","port":80},` +
 				`"network":{"transport":"tcp","protocol":"http","type":"ipv4","direction":"ingress"},` +
 				`"http":{"version":"1.1","request":{"method":"GET"}},"url":{"original":"/a?b=1"},` +
 				`"user_agent":{"original":"curl/8.0 \"x\" \\\\ é"},` +
 				`"httplog":{"type":"CQ","start_line":"GET /a?b=1 HTTP/1.1","host":"www.example.com"}}`},
-		{"response", record{ts: ts, src: dst4, dst: src4, typ: typeCR, msg: message{
-			start: []byte("HTTP/1.1 302 Found"), field1: []byte("0"), field2: []byte("text/html; charset=UTF-8")}},
+		{"response", record{ts: ts, src: dst4, dst: src4, typ: typeCR,
+			msg: startMsg(typeCR, "HTTP/1.1 302 Found", "0", "text/html; charset=UTF-8")},
 			`{"@timestamp":"2019-09-01T05:16:51.002Z","event":{"action":"response"},` +
 				`"source":{"ip":"10.140.0.2","port":80},"destination":{"ip":"223.39.188.71","port":50905},` +
 				`"network":{"transport":"tcp","protocol":"http","type":"ipv4","direction":"egress"},` +
@@ -384,7 +403,7 @@ func TestAppendJSON(t *testing.T) {
 				`"httplog":{"type":"CR","start_line":"HTTP/1.1 302 Found","content_length":"0"}}`},
 		{"paired response, IPv6, SR", record{ts: ts, typ: typeSR,
 			src: netip.MustParseAddrPort("[2001:db8::2]:8080"), dst: netip.MustParseAddrPort("[2001:db8::1]:40000"),
-			msg:    message{start: []byte("HTTP/2 200")},
+			msg:    startMsg(typeSR, "HTTP/2 200", "", ""),
 			timing: timed, rt: 18341000,
 			req: pairedRequest{method: []byte("POST"), target: []byte("/login?password=x"), host: []byte("h\x00")}},
 			`{"@timestamp":"2019-09-01T05:16:51.002Z","event":{"action":"response","start":"2019-09-01T05:16:50.984Z","duration":18341000},` +
@@ -393,7 +412,7 @@ func TestAppendJSON(t *testing.T) {
 				`"http":{"version":"2","request":{"method":"POST"},"response":{"status_code":200}},"url":{"original":"/login?password=x"},` +
 				`"httplog":{"type":"SR","start_line":"HTTP/2 200","host":"h\\x00"}}`},
 		{"paired response, its request's target not kept", record{ts: ts, src: dst4, dst: src4, typ: typeCR,
-			msg:    message{start: []byte("HTTP/1.1 204 No Content")},
+			msg:    startMsg(typeCR, "HTTP/1.1 204 No Content", "", ""),
 			timing: timed, rt: 1000,
 			req: pairedRequest{method: []byte("GET"), host: []byte("www.example.com"), truncated: true}},
 			`{"@timestamp":"2019-09-01T05:16:51.002Z","event":{"action":"response","start":"2019-09-01T05:16:51.002Z","duration":1000},` +
@@ -403,7 +422,7 @@ func TestAppendJSON(t *testing.T) {
 				`"httplog":{"type":"CR","start_line":"HTTP/1.1 204 No Content","host":"www.example.com","request_truncated":true}}`},
 		{"escapes, IPv4-mapped IPv6, SQ", record{ts: ts, typ: typeSQ,
 			src: netip.MustParseAddrPort("[::ffff:10.0.0.1]:1"), dst: netip.MustParseAddrPort("[::ffff:10.0.0.2]:80"),
-			msg: message{start: []byte("GET /\x00\"\\\u2028\xff HTTP/1.1")}},
+			msg: startMsg(typeSQ, "GET /\x00\"\\\u2028\xff HTTP/1.1", "", "")},
 			`{"@timestamp":"2019-09-01T05:16:51.002Z","event":{"action":"request"},` +
 				`"source":{"ip":"::ffff:10.0.0.1","port":1},"destination":{"ip":"::ffff:10.0.0.2","port":80},` +
 				`"network":{"transport":"tcp","protocol":"http","type":"ipv6","direction":"egress"},` +
@@ -464,7 +483,7 @@ func TestJSONIllFormed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		rec := record{src: netip.MustParseAddrPort("192.0.2.1:1"), dst: netip.MustParseAddrPort("192.0.2.2:80"), typ: tt.typ,
-			msg: message{start: []byte(tt.start), field1: []byte(tt.f1), field2: []byte(tt.f2)}}
+			msg: startMsg(tt.typ, tt.start, tt.f1, tt.f2)}
 		line, _ := appendJSON(nil, &rec, newClock(time.UTC), nil)
 		ev, err := parseEvent(line)
 		if err != nil {
@@ -493,7 +512,7 @@ func TestJSONIllFormed(t *testing.T) {
 // it, so that the tests that use it can fail.
 func TestParseEventRefuses(t *testing.T) {
 	rec := record{src: netip.MustParseAddrPort("192.0.2.1:1"), dst: netip.MustParseAddrPort("192.0.2.2:80"), typ: typeCQ,
-		msg: message{start: []byte("GET / HTTP/1.1")}}
+		msg: startMsg(typeCQ, "GET / HTTP/1.1", "", "")}
 	good, _ := appendJSON(nil, &rec, newClock(time.UTC), nil)
 	if _, err := parseEvent(good); err != nil {
 		t.Fatal(err)
@@ -531,7 +550,7 @@ func TestParseEventRefuses(t *testing.T) {
 	}
 	refuse(good, edits)
 	// A response: its request's fields only when paired, and then its method.
-	rec.typ, rec.msg.start = typeCR, []byte("HTTP/1.1 200 OK")
+	rec.typ, rec.msg = typeCR, startMsg(typeCR, "HTTP/1.1 200 OK", "", "")
 	good, _ = appendJSON(nil, &rec, newClock(time.UTC), nil)
 	refuse(good, map[string][2]string{
 		"unpaired, with a method": {`"version":"1.1"`, `"version":"1.1","request":{"method":"GET"}`},

@@ -119,7 +119,9 @@ func TestExposition(t *testing.T) {
 		{&c1, typeSR, response, "HTTP/1.0 99 Odd"},
 		{&c1, typeSR, response, "HTTP/1.1 204 No Content"},
 	} {
-		m.c.count(m.t, m.kind, []byte(m.start))
+		var msg message
+		parseMessage(m.kind, []byte(m.start), &msg, false)
+		m.c.count(m.t, m.kind, &msg)
 	}
 	p1.publish(&c1)
 	p2.publish(&c2)
@@ -341,23 +343,24 @@ func TestExpositionEscaping(t *testing.T) {
 	}
 }
 
-func TestStatusOf(t *testing.T) {
+func TestParseStatus(t *testing.T) {
 	for line, want := range map[string]int{
 		"HTTP/1.1 200 OK":  200,
 		"HTTP/1.1 404":     404,
 		"HTTP/1.0 999 Odd": 999,
-		"HTTP/1.1 20 OK":   0,
-		"HTTP/1.1 2000 OK": 0,
-		"HTTP/1.1 2x0 OK":  0,
-		"HTTP/1.1  200 OK": 0,
-		"HTTP/1.1":         0,
-		"":                 0,
+		"HTTP/1.1 000 Z":   0,
+		"HTTP/1.1 20 OK":   -1,
+		"HTTP/1.1 2000 OK": -1,
+		"HTTP/1.1 2x0 OK":  -1,
+		"HTTP/1.1  200 OK": -1,
+		"HTTP/1.1":         -1,
+		"":                 -1,
 	} {
-		if got := statusOf([]byte(line)); got != want {
-			t.Errorf("statusOf(%q) = %d, want %d", line, got, want)
+		if _, got := parseStatus([]byte(line)); got != want {
+			t.Errorf("parseStatus(%q) = %d, want %d", line, got, want)
 		}
 	}
-	for code, want := range map[int]string{0: "other", 99: "other", 100: "1xx", 204: "2xx", 399: "3xx", 451: "4xx", 599: "5xx", 600: "other"} {
+	for code, want := range map[int]string{-1: "other", 0: "other", 99: "other", 100: "1xx", 204: "2xx", 399: "3xx", 451: "4xx", 599: "5xx", 600: "other"} {
 		if got := classNames[statusClass(code)]; got != want {
 			t.Errorf("class of %d: %s, want %s", code, got, want)
 		}

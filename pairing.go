@@ -13,7 +13,6 @@ package main
 // entries (flush, at exit, is the one full sweep).
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -94,48 +93,8 @@ type segment struct {
 	ts       int64    // capture time, Unix nanoseconds
 	seq, ack uint32   // TCP sequence and acknowledgement numbers
 	flags    uint8    // TCP flags
-	msg      *message // a request's start line and Host, for its texts (pairtext.go); nil: not kept
-}
-
-// framing is what a response start tells about its own length.
-type framing struct {
-	status  int   // status code, 0 when the status line has none
-	hdrLen  int   // bytes up to and including the empty line after the headers; 0 when the captured bytes end first
-	bodyLen int64 // Content-Length, or -1 when the body's length is not given (chunked, until close, invalid)
-}
-
-// parseFraming reads the status code, the length of the header block and
-// the Content-Length of a response start. A Transfer-Encoding header
-// makes the length unknown, as it overrides Content-Length (RFC 9112
-// section 6.3), and so do two Content-Length values that disagree.
-func parseFraming(b []byte, f *framing) {
-	line, rest := nextLine(b)
-	f.status, f.hdrLen, f.bodyLen = statusOf(line), 0, -1
-	length, chunked, bad := int64(-1), false, false
-	for len(rest) > 0 {
-		line, rest = nextLine(rest)
-		if len(line) == 0 {
-			f.hdrLen = len(b) - len(rest)
-			break
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon < 0 {
-			continue
-		}
-		switch name := line[:colon]; {
-		case equalFold(name, "content-length"):
-			n := parseLength(trimBlank(line[colon+1:]))
-			if n < 0 || length >= 0 && n != length {
-				bad = true
-			}
-			length = n
-		case equalFold(name, "transfer-encoding"):
-			chunked = true
-		}
-	}
-	if !bad && !chunked {
-		f.bodyLen = length
-	}
+	msg      *message // the HTTP start, parsed with framing; nil for a segment without one
+	size     int      // the segment's captured payload bytes
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
@@ -165,7 +124,7 @@ func parseLength(b []byte) int64 {
 // start) — and lets a few idle connections expire. For a response it
 // returns the capture time of the request it answers; h is the
 // connection's flow hash.
-func (t *pairTable) observe(src, dst netip.AddrPort, h uint32, kind msgKind, s *segment, payload []byte) (reqTs int64, paired bool) {
+func (t *pairTable) observe(src, dst netip.AddrPort, h uint32, kind msgKind, s *segment) (reqTs int64, paired bool) {
 	var k pairKey
 	srcLo := makePairKey(src, dst, &k)
 	if s.flags&(tcpSYN|tcpACK) == tcpSYN {
@@ -173,11 +132,9 @@ func (t *pairTable) observe(src, dst netip.AddrPort, h uint32, kind msgKind, s *
 	}
 	switch kind {
 	case request:
-		t.request(&k, h, srcLo, s, len(payload), methodOf(payload))
+		t.request(&k, h, srcLo, s)
 	case response:
-		var f framing
-		parseFraming(payload, &f)
-		reqTs, paired = t.response(&k, h, s, &f)
+		reqTs, paired = t.response(&k, h, s)
 	}
 	if s.flags&(tcpFIN|tcpRST) != 0 {
 		t.closed(&k, h, srcLo, s.flags&(tcpFIN|tcpRST)) // after the response it may carry
@@ -269,7 +226,7 @@ type pairTable struct {
 // request queues a request start of the connection k (hash h; srcLo: the
 // request comes from k's lower endpoint), unless it is a copy of one
 // already seen.
-func (t *pairTable) request(k *pairKey, h uint32, srcLo bool, s *segment, size int, method uint8) {
+func (t *pairTable) request(k *pairKey, h uint32, srcLo bool, s *segment) {
 	v := t.find(k, h)
 	if v == 0 {
 		v = t.insert(k, h, srcLo, s.ts)
@@ -292,8 +249,8 @@ func (t *pairTable) request(k *pairKey, h uint32, srcLo bool, s *segment, size i
 	}
 	i := (e.head + e.n) % pairDepth
 	e.reqTs[i], e.seq[i], e.ack[i] = s.ts, s.seq, s.ack
-	e.size[i] = uint16(min(size, 65535))
-	e.method[i] = method
+	e.size[i] = uint16(min(s.size, 65535))
+	e.method[i] = s.msg.method
 	if s.flags&tcpACK == 0 {
 		e.method[i] |= methodNoAck
 	}
@@ -305,7 +262,8 @@ func (t *pairTable) request(k *pairKey, h uint32, srcLo bool, s *segment, size i
 // request's capture time. A 1xx response (but 101) leaves the request
 // waiting; a copy of the newest response returns what the first copy
 // did. See docs/PAIRING.md for the rule.
-func (t *pairTable) response(k *pairKey, h uint32, s *segment, f *framing) (reqTs int64, paired bool) {
+func (t *pairTable) response(k *pairKey, h uint32, s *segment) (reqTs int64, paired bool) {
+	f := s.msg
 	interim := f.status >= 100 && f.status < 200 && f.status != 101
 	t.pairedNow.ok = false
 	v := t.find(k, h)
@@ -582,11 +540,12 @@ func newPairWorker(conns int, timeout time.Duration, form lineFormat, set *count
 // item that makes no line (a FIN, RST or SYN); for a response it sets the
 // time field of rec.
 func (pw *pairWorker) time(it *pktItem, payload []byte, rec *record) bool {
-	s := segment{ts: it.ts, seq: it.seq, ack: it.ack, flags: it.flags}
-	if pw.table.texts != nil && it.kind == request {
-		s.msg = &rec.msg // parsed: the table keeps its texts
+	s := segment{ts: it.ts, seq: it.seq, ack: it.ack, flags: it.flags, size: len(payload)}
+	if it.kind != notHTTP {
+		s.msg = &rec.msg // parsed with framing by the parser
 	}
-	reqTs, paired := pw.table.observe(it.src, it.dst, it.flow, it.kind, &s, payload)
+	reqTs, paired := pw.table.observe(it.src, it.dst, it.flow, it.kind, &s)
+	rec.req = pairedRequest{} // set below for a paired response's request; only pairing sets it
 	switch {
 	case it.kind == notHTTP:
 		return false

@@ -60,10 +60,11 @@ func TestPairMemory(t *testing.T) {
 	if table != conns {
 		t.Errorf("the start message states %d connections, want %d", table, conns)
 	}
-	// The rest of the process differs from run to run by a few hundred
-	// kB (a 240.39 MB table measured 240.24 to 240.53 MB more): 1 MB of
-	// slack.
-	if (float64(paired) - float64(plain)) > stated*1e6+1e6 {
+	// The rest of the process differs from run to run by up to about a
+	// megabyte (a 240.4 MB table measured 240.0 to 241.5 MB more, the
+	// runs without -pair alone 10.7 to 11.5 MB): 2 MB of slack, under 1 %
+	// of the table.
+	if (float64(paired) - float64(plain)) > stated*1e6+2e6 {
 		t.Errorf("-pair added %.1f MB of peak RSS, more than the %.1f MB the start message states", (float64(paired)-float64(plain))/1e6, stated)
 	}
 	if paired >= 300e6 {

@@ -46,13 +46,19 @@ func (c *pairConn) feed(frame []byte, ts int64) (reqTs int64, paired bool) {
 	s := segment{ts: ts, seq: p.seq, ack: p.ack, flags: p.flags}
 	src := netip.AddrPortFrom(addrFrom(p.src), p.sport)
 	dst := netip.AddrPortFrom(addrFrom(p.dst), p.dport)
-	kind := httpStart(p.payload)
-	if kind == request && c.tab.texts != nil {
-		var m message
-		parseMessage(kind, p.payload, &m)
+	return observeRaw(c.tab, src, dst, p.flow, httpStart(p.payload), s, p.payload)
+}
+
+// observeRaw feeds a segment and its payload to tab as the parser stage
+// does: an HTTP start is parsed once, with its framing, and handed over.
+func observeRaw(tab *pairTable, src, dst netip.AddrPort, h uint32, kind msgKind, s segment, payload []byte) (reqTs int64, paired bool) {
+	var m message
+	if kind != notHTTP {
+		parseMessage(kind, payload, &m, true)
 		s.msg = &m
 	}
-	return c.tab.observe(src, dst, p.flow, kind, &s, p.payload)
+	s.size = len(payload)
+	return tab.observe(src, dst, h, kind, &s)
 }
 
 func (c *pairConn) fromClient(seq uint32, flags byte, payload string) []byte {
@@ -619,7 +625,7 @@ func TestPairEntrySize(t *testing.T) {
 	}
 }
 
-func TestParseFraming(t *testing.T) {
+func TestParseMessageFraming(t *testing.T) {
 	tests := []struct {
 		in     string
 		status int
@@ -636,13 +642,13 @@ func TestParseFraming(t *testing.T) {
 		{"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", 200, 57, -1},
 		{"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n", 200, 44, -1},
 		{"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nServer: cut", 200, 0, 12},
-		{"HTTP/1.1 2000 OK\r\n\r\n", 0, 20, -1},
-		{"HTTP/1.1 20", 0, 0, -1},
-		{"HTTP/", 0, 0, -1},
+		{"HTTP/1.1 2000 OK\r\n\r\n", -1, 20, -1},
+		{"HTTP/1.1 20", -1, 0, -1},
+		{"HTTP/", -1, 0, -1},
 	}
 	for _, tt := range tests {
-		var f framing
-		parseFraming([]byte(tt.in), &f)
+		var f message
+		parseMessage(response, []byte(tt.in), &f, true)
 		if f.status != tt.status || f.hdrLen != tt.hdr || f.bodyLen != tt.body {
 			t.Errorf("%q: status %d, header %d, body %d; want %d, %d, %d", tt.in, f.status, f.hdrLen, f.bodyLen, tt.status, tt.hdr, tt.body)
 		}
@@ -777,14 +783,14 @@ func TestPairAllocs(t *testing.T) {
 	allocs := testing.AllocsPerRun(500, func() {
 		ts += 1e6
 		s := segment{ts: ts, seq: c.cseq, ack: c.sseq, flags: tcpACK}
-		tab.observe(client, server, 7, request, &s, req)
+		observeRaw(tab, client, server, 7, request, s, req)
 		c.cseq += uint32(len(req))
 		s = segment{ts: ts + 5e5, seq: c.sseq, ack: c.cseq, flags: tcpACK}
-		reqTs, _ := tab.observe(server, client, 7, response, &s, resp)
+		reqTs, _ := observeRaw(tab, server, client, 7, response, s, resp)
 		line = appendResponseTime(line[:0], &record{timing: timed, rt: s.ts - reqTs})
 		c.sseq += uint32(len(resp) + 10)
 		s.flags = tcpFIN | tcpACK
-		tab.observe(server, client, 7, notHTTP, &s, nil)
+		observeRaw(tab, server, client, 7, notHTTP, s, nil)
 		tab.expire(ts + 60e9)
 	})
 	if allocs != 0 {
@@ -811,9 +817,9 @@ func BenchmarkPair(b *testing.B) {
 		ts += 1000
 		seq := uint32(i) * 1000
 		s := segment{ts: ts, seq: seq, ack: seq, flags: tcpACK}
-		tab.observe(client, server, h, request, &s, req)
+		observeRaw(tab, client, server, h, request, s, req)
 		s = segment{ts: ts + 500, seq: seq, ack: seq + uint32(len(req)), flags: tcpACK}
-		tab.observe(server, client, h, response, &s, resp)
+		observeRaw(tab, server, client, h, response, s, resp)
 	}
 	if tab.stats.paired == 0 {
 		b.Fatal("nothing paired")

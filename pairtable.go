@@ -6,7 +6,7 @@ package main
 // pairing.go holds the rules that decide what an entry's requests answer.
 
 import (
-	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"runtime"
 	"time"
@@ -26,8 +26,11 @@ type pairKey struct {
 // says whether src is the key's lower endpoint.
 func makePairKey(src, dst netip.AddrPort, k *pairKey) (srcLo bool) {
 	s, d := src.Addr().As16(), dst.Addr().As16() // IPv4 comes IPv4-mapped
-	c := bytes.Compare(s[:], d[:])
-	srcLo = c < 0 || c == 0 && src.Port() <= dst.Port()
+	// The bytes compared as two big-endian words each: bytes.Compare's
+	// order, without its call.
+	sh, dh := binary.BigEndian.Uint64(s[:8]), binary.BigEndian.Uint64(d[:8])
+	sl, dl := binary.BigEndian.Uint64(s[8:]), binary.BigEndian.Uint64(d[8:])
+	srcLo = sh < dh || sh == dh && (sl < dl || sl == dl && src.Port() <= dst.Port())
 	if srcLo {
 		k.lo, k.hi, k.loPort, k.hiPort = s, d, src.Port(), dst.Port()
 	} else {

@@ -158,10 +158,10 @@ func (x *pairTexts) slot(s uint32) []byte {
 // text that does not fit is not kept (the Host is kept before the target,
 // being short), nor are both when no slot is free: the request still
 // pairs, and its response's event says so. Without the arena (text
-// format) or a message, it does nothing.
+// format), it does nothing.
 func (t *pairTable) keepTexts(v uint32, i uint8, m *message) {
 	x := t.texts
-	if x == nil || m == nil {
+	if x == nil {
 		return
 	}
 	start, end := splitRequest(m.start)

@@ -347,29 +347,52 @@ func httpStart(b []byte) msgKind {
 	return notHTTP
 }
 
-// message holds what a log line takes from an HTTP start packet. Its
-// slices point into the payload.
+// message holds what a log line and pairing take from an HTTP start
+// packet: each start is read once, here. Its slices point into the payload.
 type message struct {
-	start  []byte // request or status line, without its line end
-	field1 []byte // Host (request) or Content-Length (response)
-	field2 []byte // User-Agent (request) or Content-Type (response)
+	start   []byte // request or status line, without its line end
+	field1  []byte // Host (request) or Content-Length (response)
+	field2  []byte // User-Agent (request) or Content-Type (response)
+	method  uint8  // a request's method (methodOf)
+	status  int    // a response's status code, -1 when its status line has none (parseStatus)
+	version []byte // a response's HTTP version ("1.1"), nil when not one
+
+	// A response's own length, read only when framing is asked for
+	// (pairing): the bytes up to and including the empty line after the
+	// headers, 0 when the captured bytes end first; and the body's
+	// Content-Length, -1 when the length is not given (chunked, until
+	// close, invalid).
+	hdrLen  int
+	bodyLen int64
 }
 
 // parseMessage cuts the start line and the two header values of kind out
 // of an HTTP start packet. Only the header block of the packet is looked
-// at: up to the first empty line or the end of the captured bytes.
-func parseMessage(kind msgKind, b []byte, m *message) {
+// at: up to the first empty line or the end of the captured bytes; with
+// framing, a response's header block is read to its end for its length
+// (pairing needs it; the line alone stops at its two headers).
+//
+// A Transfer-Encoding header makes the body's length unknown, as it
+// overrides Content-Length (RFC 9112 section 6.3), and so do two
+// Content-Length values that disagree.
+func parseMessage(kind msgKind, b []byte, m *message, framing bool) {
+	line, rest := nextLine(b)
+	*m = message{start: line, status: -1, bodyLen: -1}
 	name1, name2 := "host", "user-agent"
 	if kind == response {
 		name1, name2 = "content-length", "content-type"
+		m.version, m.status = parseStatus(line)
+	} else {
+		m.method = methodOf(line)
+		framing = false
 	}
-	line, rest := nextLine(b)
-	m.start, m.field1, m.field2 = line, nil, nil
+	length, chunked, bad := int64(-1), false, false // framing
 	found1, found2 := false, false
-	for len(rest) > 0 && !(found1 && found2) {
+	for len(rest) > 0 && (framing || !(found1 && found2)) {
 		line, rest = nextLine(rest)
 		if len(line) == 0 {
-			break // end of the header block
+			m.hdrLen = len(b) - len(rest) // end of the header block
+			break
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon < 0 {
@@ -382,6 +405,22 @@ func parseMessage(kind msgKind, b []byte, m *message) {
 		case !found2 && equalFold(name, name2):
 			m.field2, found2 = trimBlank(line[colon+1:]), true
 		}
+		if !framing {
+			continue
+		}
+		switch {
+		case equalFold(name, "content-length"):
+			n := parseLength(trimBlank(line[colon+1:]))
+			if n < 0 || length >= 0 && n != length {
+				bad = true
+			}
+			length = n
+		case equalFold(name, "transfer-encoding"):
+			chunked = true
+		}
+	}
+	if framing && !bad && !chunked {
+		m.bodyLen = length
 	}
 }
 
@@ -484,9 +523,8 @@ func (p *parser) batch(b *pktBatch, lb *lineBatch) {
 	rec := &p.rec
 	for i := range b.items {
 		it := &b.items[i]
-		rec.req = pairedRequest{} // what pairing may set of a paired response's request
 		if it.kind != notHTTP {
-			parseMessage(it.kind, b.buf[it.off:it.end], &rec.msg) // before pairing, which may keep a request's texts
+			parseMessage(it.kind, b.buf[it.off:it.end], &rec.msg, p.pair != nil) // before pairing, which reads it
 		}
 		if p.pair != nil && !p.pair.time(it, b.buf[it.off:it.end], rec) {
 			continue // a FIN, RST or SYN: no line
@@ -497,7 +535,7 @@ func (p *parser) batch(b *pktBatch, lb *lineBatch) {
 		}
 		rec.ts, rec.src, rec.dst = it.ts, it.src, it.dst
 		rec.typ = classify(it.kind, set.contains(server))
-		p.counts.count(rec.typ, it.kind, rec.msg.start)
+		p.counts.count(rec.typ, it.kind, &rec.msg)
 		if rec.timing == timed {
 			p.pair.observe(rec, p.metrics.durations)
 		}

@@ -217,10 +217,12 @@ func TestParseMessage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var m message
-			parseMessage(tt.kind, []byte(tt.payload), &m)
-			if string(m.start) != tt.start || string(m.field1) != tt.f1 || string(m.field2) != tt.f2 {
-				t.Errorf("got %q %q %q, want %q %q %q", m.start, m.field1, m.field2, tt.start, tt.f1, tt.f2)
+			for _, framing := range []bool{false, true} { // reading the framing too changes nothing of the line's
+				var m message
+				parseMessage(tt.kind, []byte(tt.payload), &m, framing)
+				if string(m.start) != tt.start || string(m.field1) != tt.f1 || string(m.field2) != tt.f2 {
+					t.Errorf("framing %v: got %q %q %q, want %q %q %q", framing, m.start, m.field1, m.field2, tt.start, tt.f1, tt.f2)
+				}
 			}
 		})
 	}
@@ -449,7 +451,7 @@ func FuzzLogLine(f *testing.F) {
 			return
 		}
 		rec := record{src: netip.MustParseAddrPort("192.0.2.1:1"), dst: netip.MustParseAddrPort("192.0.2.2:80")}
-		parseMessage(kind, payload, &rec.msg)
+		parseMessage(kind, payload, &rec.msg, false)
 		line, _ := appendLine(nil, &rec, c, nil)
 		if bytes.IndexByte(line, '\n') != len(line)-1 {
 			t.Fatalf("not exactly one line: %q", line)
