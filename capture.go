@@ -14,6 +14,7 @@ import (
 	"log"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,17 @@ type packetSource interface {
 	// describe names the source for the start message.
 	describe() string
 	close()
+}
+
+// faultingSource is a source whose frames can vanish under the reader: a
+// capture file read through a mapping (pcapfile.go) that shrinks raises
+// SIGBUS where a page past its new end is touched, in next or in handle,
+// which would end the program. The reader reads it with faults turned
+// into panics (debug.SetPanicOnFault), and recovers.
+type faultingSource interface {
+	// faulted returns the error that v, recovered from a panic, means, or
+	// nil if v is not a fault in the source's mapping.
+	faulted(v any) error
 }
 
 // kernelCounts are the socket's counters, added up over the run.
@@ -202,8 +214,21 @@ func newReader(src packetSource, c readerConfig, out []chan *pktBatch, free chan
 // After cancellation it goes on reading for the source's drainTime: a
 // live ring still holds frames captured before the signal in a block the
 // kernel has not handed over yet, and those lines must not be lost.
-func (r *reader) run(ctx context.Context) error {
+//
+// A fault in the mapping of a faultingSource ends the run with the
+// source's error, as a read error does.
+func (r *reader) run(ctx context.Context) (err error) {
 	defer r.finish()
+	if fs, ok := r.src.(faultingSource); ok {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() {
+			if v := recover(); v != nil {
+				if err = fs.faulted(v); err == nil {
+					panic(v)
+				}
+			}
+		}()
+	}
 	var stopAt time.Time // when to stop, once cancelled
 	done := func() bool {
 		if stopAt.IsZero() {
@@ -235,9 +260,10 @@ func (r *reader) run(ctx context.Context) error {
 		if r.budget != nil && r.budget.Add(-1) < 0 {
 			return nil // another reader took the last packet of -c: this one stays unread
 		}
+		r.handle(&f, &p)
+		// Counted once handled: a frame whose bytes fault is not read.
 		r.n[cPackets]++
 		r.n[cBytes] += uint64(f.wire)
-		r.handle(&f, &p)
 		if r.pending && f.ts-r.oldest > maxBatchDelay {
 			r.sendAll()
 		}

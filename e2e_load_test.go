@@ -304,18 +304,21 @@ func e2eRetrans(t *testing.T, tp *topology) uint64 {
 }
 
 // procVmHWM is a process's peak resident set size, in bytes.
-func procVmHWM(t *testing.T, pid int) uint64 {
+func procVmHWM(t *testing.T, pid int) uint64 { return procStatusBytes(t, pid, "VmHWM") }
+
+// procStatusBytes is a size of /proc/<pid>/status (VmHWM, VmRSS, …), in bytes.
+func procStatusBytes(t *testing.T, pid int, field string) uint64 {
 	t.Helper()
 	for _, l := range strings.Split(readFile(t, fmt.Sprintf("/proc/%d/status", pid)), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				t.Fatalf("VmHWM %q: %v", v, err)
+				t.Fatalf("%s %q: %v", field, v, err)
 			}
 			return kb << 10
 		}
 	}
-	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 

@@ -137,20 +137,37 @@ func (g gotFrame) String() string {
 	return fmt.Sprintf("{%q ts %d wire %d link %d}", g.data, g.ts, g.wire, g.link)
 }
 
-// readCapture writes data to a file, reads it with openFile and returns
-// its frames and the error that ended them: nil at a clean end.
+// readCapture writes data to a file, reads it with openFile (through the
+// mapping, unless data is empty) and returns its frames and the error
+// that ended them: nil at a clean end. It checks that the same bytes read
+// into the buffer, as from a pipe, give the same frames and end.
 func readCapture(t *testing.T, data []byte) ([]gotFrame, error) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "capture")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var got []gotFrame
 	src, err := openFile(path)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		if !src.mapped && len(data) > 0 {
+			t.Errorf("a file of %d bytes is not mapped", len(data))
+		}
+		got, err = readFrames(src)
+		src.close()
 	}
-	defer src.close()
-	return readFrames(src)
+	read, readErr := readFrames(newFileSource(path, bytes.NewReader(data)))
+	// openFile's errors (the header's) do not name the file; next's do.
+	text := func(err error) string {
+		if err == nil {
+			return "<nil>"
+		}
+		return strings.TrimPrefix(err.Error(), "-r "+path+": ")
+	}
+	if fmt.Sprint(got, text(err)) != fmt.Sprint(read, text(readErr)) {
+		t.Errorf("%d bytes mapped: %v %v\nread: %v %v", len(data), got, err, read, readErr)
+	}
+	return got, err
 }
 
 func readFrames(src packetSource) ([]gotFrame, error) {
@@ -682,7 +699,7 @@ func TestPipeStalled(t *testing.T) {
 }
 
 // TestFileSourceAllocs: reading a frame allocates nothing, from a pcap or
-// pcapng file or from a FIFO.
+// pcapng file (mapped) or from a FIFO (read).
 func TestFileSourceAllocs(t *testing.T) {
 	pkt := ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, getReq)
 	var pcap, ng [][]byte
@@ -714,6 +731,9 @@ func TestFileSourceAllocs(t *testing.T) {
 			src, err := openFile(path)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if src.mapped == fifo {
+				t.Errorf("%s (FIFO %v): mapped %v", name, fifo, src.mapped)
 			}
 			var f frame
 			read := func() {
@@ -760,8 +780,9 @@ func (r *stutterReader) Read(b []byte) (int, error) {
 
 // FuzzCaptureFile: whatever the bytes, the capture readers return frames
 // and then io.EOF or a one-line error, never a panic; memory stays within
-// the read buffer; reading the same bytes as a stalling pipe gives the
-// same frames; and a pcap file pcapgo can read gives pcapgo's frames.
+// the read buffer; reading the same bytes as a stalling pipe, or from a
+// file through its mapping, gives the same frames; and a pcap file pcapgo
+// can read gives pcapgo's frames.
 // It is long because it holds its seeds, each with a comment, and the properties it checks.
 func FuzzCaptureFile(f *testing.F) {
 	o, b := le, be
@@ -837,6 +858,7 @@ func FuzzCaptureFile(f *testing.F) {
 		if fmt.Sprint(got, err2) != fmt.Sprint(all, err1) {
 			t.Fatalf("read in pieces: %v %v\nread whole: %v %v", got, err2, all, err1)
 		}
+		readCapture(t, data) // from a file, mapped: the same frames as read
 
 		// pcapgo on a pcap file, with the snap length it checks
 		// captured lengths against set to httplog's bound (so that it
