@@ -73,11 +73,12 @@ func TestFileMappedMemory(t *testing.T) {
 		}
 	}
 	if n != records || sum != 0 {
-		t.Errorf("%d frames, want %d", n, records)
+		t.Errorf("%d frames, their last bytes add up to %d; want %d, 0", n, sum, records)
 	}
-	t.Logf("VmRSS grew by %d MiB", (peak-before)>>20)
-	if grew := peak - before; grew > 2*mapWindow {
-		t.Errorf("reading %d MiB, the resident memory grew by %d MiB (at most %d MiB)", records*4096>>20, grew>>20, 2*mapWindow>>20)
+	grew := peak - before
+	t.Logf("reading %d MiB, the resident memory grew by %d MiB", records*4096>>20, grew>>20)
+	if limit := uint64(mapWindow + 16<<20); grew > limit { // a window and room for the heap
+		t.Errorf("the resident memory grew by %d MiB, more than %d MiB", grew>>20, limit>>20)
 	}
 }
 
@@ -201,7 +202,7 @@ func TestFileMappedShrinks(t *testing.T) {
 
 	src = open()
 	defer src.close()
-	got, err := readFrames(src) // to the end: the mapping's pages were all touched
+	got, err := readFrames(src) // to the end of the window: the next call looks at the size
 	if len(got) != len(recs) || err != nil {
 		t.Fatalf("%d frames, %v", len(got), err)
 	}
