@@ -43,14 +43,8 @@ func TestFileMappedMemory(t *testing.T) {
 	}
 	out.Close()
 
-	src, err := openFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := openMapped(t, path)
 	defer src.close()
-	if !src.mapped {
-		t.Fatal("the file is not mapped")
-	}
 	before := procStatusBytes(t, os.Getpid(), "VmRSS")
 	peak := before
 	var f frame
@@ -118,14 +112,8 @@ func TestFileMappedGrows(t *testing.T) {
 	if err := os.WriteFile(path, data[:first], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	src, err := openFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := openMapped(t, path)
 	defer src.close()
-	if !src.mapped {
-		t.Fatal("the file is not mapped")
-	}
 	var f frame
 	for i := range 10 {
 		if err := src.next(&f); err != nil || string(f.data) != fmt.Sprintf("frame %d", i) {
@@ -164,14 +152,7 @@ func TestFileMappedShrinks(t *testing.T) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		src, err := openFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !src.mapped {
-			t.Fatal("the file is not mapped")
-		}
-		return src
+		return openMapped(t, path)
 	}
 
 	src := open()
@@ -231,14 +212,11 @@ func TestFileMappedStdin(t *testing.T) {
 	old := os.Stdin
 	os.Stdin = in
 	defer func() { os.Stdin = old }()
-	src, err := openFile("-")
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := openMapped(t, "-")
 	defer src.close()
 	got, err := readFrames(src)
-	if !src.mapped || err != nil || fmt.Sprint(got) != fmt.Sprint([]gotFrame{{"first", 1e9, 5, linkEthernet}, {"second", 2e9, 6, linkEthernet}}) {
-		t.Errorf("mapped %v: %v %v", src.mapped, got, err)
+	if err != nil || fmt.Sprint(got) != fmt.Sprint([]gotFrame{{"first", 1e9, 5, linkEthernet}, {"second", 2e9, 6, linkEthernet}}) {
+		t.Errorf("%v %v", got, err)
 	}
 }
 
@@ -251,10 +229,7 @@ func TestFileMappedReadOn(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "capture")
 	os.WriteFile(path, pcapFile(le, 0xa1b2c3d4, linkEthernet, recs...), 0o644)
-	src, err := openFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := openMapped(t, path)
 	defer src.close()
 	var f frame
 	for i := range 3 {
@@ -269,4 +244,18 @@ func TestFileMappedReadOn(t *testing.T) {
 	if err != nil || len(got) != 7 || got[0].data != "frame 3" || got[6].data != "frame 9" {
 		t.Errorf("read on: %v %v, want frames 3 to 9", got, err)
 	}
+}
+
+// openMapped opens a capture file that must be mapped.
+func openMapped(t *testing.T, path string) *fileSource {
+	t.Helper()
+	src, err := openFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !src.mapped {
+		src.close()
+		t.Fatalf("%s is not mapped", path)
+	}
+	return src
 }
