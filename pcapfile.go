@@ -689,7 +689,7 @@ func shrank(off int64) error {
 // file and the byte; anything else is not this source's (nil).
 func (s *fileSource) faulted(v any) error {
 	fault, ok := v.(interface{ Addr() uintptr })
-	if !ok || !s.mapped || len(s.buf) == 0 {
+	if !ok || !s.mapped {
 		return nil
 	}
 	first := uintptr(unsafe.Pointer(unsafe.SliceData(s.buf)))
