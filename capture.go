@@ -61,6 +61,16 @@ type faultingSource interface {
 	faulted(v any) error
 }
 
+// catchFault, deferred with debug.SetPanicOnFault on, turns a fault in
+// the mapping of fs into *err; any other panic goes on.
+func catchFault(fs faultingSource, err *error) {
+	if v := recover(); v != nil {
+		if *err = fs.faulted(v); *err == nil {
+			panic(v)
+		}
+	}
+}
+
 // kernelCounts are the socket's counters, added up over the run.
 type kernelCounts struct {
 	received uint64 // frames the filter passed: put in the ring, or dropped
@@ -221,13 +231,7 @@ func (r *reader) run(ctx context.Context) (err error) {
 	defer r.finish()
 	if fs, ok := r.src.(faultingSource); ok {
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		defer func() {
-			if v := recover(); v != nil {
-				if err = fs.faulted(v); err == nil {
-					panic(v)
-				}
-			}
-		}()
+		defer catchFault(fs, &err)
 	}
 	var stopAt time.Time // when to stop, once cancelled
 	done := func() bool {

@@ -38,6 +38,7 @@ import (
 	"math"
 	"math/bits"
 	"os"
+	"runtime/debug"
 	"time"
 	"unsafe"
 
@@ -153,11 +154,28 @@ func openFile(name string) (*fileSource, error) {
 		s.pipe.fds[0] = unix.PollFd{Fd: int32(f.Fd()), Events: unix.POLLIN}
 		s.in = s.pipe
 	}
-	if err := s.readHeader(); err != nil && err != errTimeout {
+	if err := s.firstHeader(); err != nil && err != errTimeout {
 		s.close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// firstHeader reads the header when the file is opened, before any
+// reader runs: guarded as the reader guards its reads (reader.run), so
+// that a file that shrinks at once is an error, not a crash.
+// The callers name the file in their message.
+func (s *fileSource) firstHeader() (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if v := recover(); v != nil {
+			if s.faulted(v) == nil {
+				panic(v)
+			}
+			err = shrank(s.off)
+		}
+	}()
+	return s.readHeader()
 }
 
 // openPath opens a capture file. A FIFO is opened without waiting for a

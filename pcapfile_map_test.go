@@ -259,3 +259,29 @@ func openMapped(t *testing.T, path string) *fileSource {
 	}
 	return src
 }
+
+// TestFileMappedShrinksAtOnce: a file that shrinks between being mapped
+// and its header being read (when it is opened, before any reader runs)
+// is an error naming the cut, not a crash.
+func TestFileMappedShrinksAtOnce(t *testing.T) {
+	pkt := ipv4HTTP("192.0.2.1", "198.51.100.2", 40000, 80, getReq)
+	path := filepath.Join(t.TempDir(), "gone.pcap")
+	if err := os.WriteFile(path, pcapFile(le, 0xa1b2c3d4, linkEthernet, pcapRecord(le, 1567315011, 0, uint32(len(pkt)), pkt)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newFileSource(path, f) // mapped, its header not read yet
+	defer s.close()
+	if !s.mapped {
+		t.Fatal("not mapped")
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.firstHeader(); err == nil || err.Error() != "the file shrank while being read (at byte 0)" {
+		t.Fatalf("error %v, want the file shrank at byte 0", err)
+	}
+}
