@@ -6,7 +6,11 @@ package main
 // from working, and relative paths do not depend on the caller.
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,4 +140,44 @@ func TestStartScriptRelativePaths(t *testing.T) {
 	if ents, _ := os.ReadDir(caller); len(ents) != 0 {
 		t.Fatalf("the script made files in its caller's directory: %v", ents)
 	}
+}
+
+// TestStartScriptRestartWithMetrics: with HTTPLOG_METRICS set, configtest
+// and restart succeed while the daemon runs and holds the address (the
+// check before the stop must not find it taken), and the new daemon
+// serves /metrics on it.
+func TestStartScriptRestartWithMetrics(t *testing.T) {
+	e := newScriptEnv(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	conf := e.loConf(filepath.Join(e.tmp, "metrics.conf"), "HTTPLOG_DIR="+e.logDir, "HTTPLOG_PIDFILE="+e.pidFile,
+		"HTTPLOG_STOP_TIMEOUT=10", "HTTPLOG_METRICS="+addr)
+	pid := e.start(conf, "start")
+	e.expect(conf, "configtest", 0)
+	pid2 := e.start(conf, "restart")
+	if pid2 == pid {
+		t.Fatalf("restart kept pid %d", pid)
+	}
+	e.only(pid2)
+	client := &http.Client{Timeout: 5 * time.Second}
+	var body []byte
+	if !waitFor(5*time.Second, func() bool {
+		resp, err := client.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}) {
+		t.Fatalf("no /metrics on %s after restart", addr)
+	}
+	if !bytes.Contains(body, []byte("httplog_packets_total")) {
+		t.Fatalf("/metrics of the restarted daemon has no httplog_packets_total:\n%.500s", body)
+	}
+	e.stop(conf, pid2, e.bin)
 }
