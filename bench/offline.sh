@@ -14,7 +14,11 @@
 # all find the same HTTP starts.
 #
 #   floor      bench/out/readfloor FILE   (bench/readfloor: pcapgo zero-copy
-#              read, count packets; nothing can read the file faster)
+#              read, count packets; nothing that reads the file through
+#              pcapgo can be faster)
+#   mapfloor   bench/out/readfloor -map FILE   (the file mapped whole, each
+#              record's header read: the floor of reading through a mapping,
+#              as httplog -r reads a regular file)
 #   httplog-1  httplog -r FILE -p 80 -d DIR -log_every 0 -cpu 1
 #   httplog-2  httplog -r FILE -p 80 -d DIR -log_every 0 -cpu 2
 #   httpry     httpry -r FILE -o DIR/httpry.txt
@@ -56,6 +60,7 @@ say "$packets packets, $expected HTTP starts"
 command_of() {
 	case $1 in
 	floor) cmd=(bench/out/readfloor "$PCAP") ;;
+	mapfloor) cmd=(bench/out/readfloor -map "$PCAP") ;;
 	httplog-1) cmd=("$out/httplog" -r "$PCAP" -p 80 -d "$2" -log_every 0 -cpu 1) ;;
 	httplog-2) cmd=("$out/httplog" -r "$PCAP" -p 80 -d "$2" -log_every 0 -cpu 2) ;;
 	httplog+*)
@@ -75,7 +80,7 @@ command_of() {
 # lines_of counts the log lines a tool wrote into directory $2.
 lines_of() {
 	case $1 in
-	floor) echo - ;;
+	floor | mapfloor) echo - ;;
 	httplog*) log_lines "$2" ;;
 	httpry) grep -vc '^#' "$2/httpry.txt" ;;
 	tshark) wc -l <"$2/tshark.txt" ;;
