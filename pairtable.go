@@ -46,8 +46,9 @@ func makePairKey(src, dst netip.AddrPort, k *pairKey) (srcLo bool) {
 // pointers): the collector lets the heap grow by as much as is live before
 // it collects, so a table of hundreds of megabytes on the heap let as much
 // garbage pile up, and resident memory reached twice the table's size
-// (TestPairMemory). Pages are touched only as entries are used. Should the
-// mapping fail, the heap serves.
+// (TestPairMemory). Pages are touched only as entries are used (in huge
+// pages where the system has them: mapOffHeap). Should the mapping fail,
+// the heap serves.
 func newPairTable(maxConns int, timeout time.Duration) *pairTable {
 	n := max(maxConns, 1)
 	slots := 2
@@ -70,11 +71,20 @@ func newPairTable(maxConns int, timeout time.Duration) *pairTable {
 // for arrays of owner that hold no pointers, and unmaps them when owner
 // is collected (tables of tests come and go). It returns nil when the
 // mapping fails: the caller allocates on the heap instead.
+//
+// The mapping asks for transparent huge pages (MADV_HUGEPAGE; a no-op
+// where they are off): the table is read at random places, one or two per
+// packet, and with 4 KiB pages nearly each of those reads missed the TLB
+// as well as the cache; live at 200k packets/s that made -pair cost
+// 1.29–1.65× the CPU without it, 1.00–1.10× with huge pages
+// (docs/BENCHMARKS.md). Memory is still touched only as it is used, in
+// steps of 2 MiB instead of 4 KiB.
 func mapOffHeap[T any](owner *T, size int) []byte {
 	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return nil
 	}
+	unix.Madvise(mem, unix.MADV_HUGEPAGE) // advice only: without it, 4 KiB pages
 	runtime.AddCleanup(owner, func(mem []byte) { unix.Munmap(mem) }, mem)
 	return mem
 }
