@@ -40,7 +40,10 @@
 # default all), START_WAIT (2), STOP_WAIT (1.5), HTTPLOG (./httplog),
 # HTTPLOG_EXTRA (more httplog flags, e.g. "-cpuprofile bench/out/live.prof"),
 # HL_NAME for a capturer httplog+NAME: "BINARY [FLAG ...]" of a variant run
-# beside the others (bench/lib.sh: variant),
+# beside the others (bench/lib.sh: variant), STDOUT_NULL (1: each capturer's
+# standard output goes to /dev/null, not to a file; with a variant's "-d -"
+# its lines are then formatted and written but never reach the page cache,
+# which separates httplog's own cost from the kernel's writing),
 # QUIET_LOAD, QUIET_WAIT (see bench/lib.sh).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
@@ -150,7 +153,9 @@ for rate in "${rates[@]}"; do
 		esac
 		say "rate $rate, $who"
 		printf '+ ip netns exec %s %s\n' "$rx" "${cmd[*]}" >&2
-		ip netns exec "$rx" "${cmd[@]}" >"$dir/stdout.txt" 2>"$dir/stderr.txt" &
+		stdout=$dir/stdout.txt
+		[[ ${STDOUT_NULL:-} == 1 ]] && stdout=/dev/null
+		ip netns exec "$rx" "${cmd[@]}" >"$stdout" 2>"$dir/stderr.txt" &
 		pid=$!
 		pids+=("$pid")
 		sleep "$START_WAIT"
