@@ -160,7 +160,7 @@ func startReaders(ctx context.Context, srcs []packetSource, c readerConfig, queu
 	errs := make([]error, len(srcs))
 	var wg sync.WaitGroup
 	for i, src := range srcs {
-		r := newReader(src, c, queues, free, reg.newSet())
+		r := newReader(src, c, readerQueues(i, len(srcs), queues), free, reg.newSet())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -178,6 +178,24 @@ func startReaders(ctx context.Context, srcs []packetSource, c readerConfig, queu
 		done <- joinDistinct(errs)
 	}()
 	return done
+}
+
+// readerQueues is the parser queues reader i of n feeds. One reader
+// spreads its connections over all parsers by the flow hash. Readers of a
+// fanout group (n > 1) already get whole connections each, both
+// directions, by the group's symmetric hash; with at least as many
+// readers as parsers, reader i feeds parser i mod len(queues) alone, which
+// still gives each connection one parser, fills one batch at a time
+// instead of one per parser, and keeps a reader's packets with one parser
+// (-readers 2 -cpu 2 at 200k packets/s: about a tenth less CPU, six
+// passes, docs/BENCHMARKS.md). With fewer readers than parsers each
+// reader spreads over all of them, as one reader does.
+func readerQueues(i, n int, queues []chan *pktBatch) []chan *pktBatch {
+	if n > 1 && n >= len(queues) {
+		j := i % len(queues)
+		return queues[j : j+1]
+	}
+	return queues
 }
 
 // joinDistinct joins errors, each message once: the readers of one

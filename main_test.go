@@ -353,3 +353,62 @@ func TestReadmeNamesEveryCounter(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderQueues: one reader spreads its connections over every parser
+// by the flow hash; readers of a fanout group, at least as many as the
+// parsers, feed one parser each (reader i, parser i mod P); fewer readers
+// than parsers spread as one does. Through startReaders: each request of
+// a source reaches the parser of its reader, and one reader reaches both.
+func TestReaderQueues(t *testing.T) {
+	qs := []chan *pktBatch{make(chan *pktBatch, 64), make(chan *pktBatch, 64)}
+	for _, tt := range []struct {
+		i, n int
+		want []chan *pktBatch
+	}{
+		{0, 1, qs}, {0, 2, qs[:1]}, {1, 2, qs[1:]}, {2, 3, qs[:1]}, {3, 4, qs[1:]},
+	} {
+		if got := readerQueues(tt.i, tt.n, qs); len(got) != len(tt.want) || got[0] != tt.want[0] {
+			t.Errorf("reader %d of %d feeds %d queue(s), starting at another than want", tt.i, tt.n, len(got))
+		}
+	}
+	three := []chan *pktBatch{qs[0], qs[1], make(chan *pktBatch, 64)}
+	if got := readerQueues(1, 2, three); len(got) != 3 {
+		t.Errorf("2 readers, 3 parsers: reader 1 feeds %d queue(s), want all 3", len(got))
+	}
+
+	// Reader k's requests come from client port 40000+k, on 20 client
+	// addresses, so that the flow hash would spread them.
+	run := func(readers int) (seen [2]map[uint16]bool) {
+		var srcs []packetSource
+		for k := range readers {
+			var frames [][]byte
+			for c := range 20 {
+				frames = append(frames, ipv4HTTP(fmt.Sprintf("192.0.2.%d", c+1), "198.51.100.2", uint16(40000+k), 80, getReq))
+			}
+			srcs = append(srcs, &fakeLive{frames: frames})
+		}
+		free := make(chan *pktBatch, 64)
+		for range cap(free) {
+			free <- &pktBatch{}
+		}
+		queues := []chan *pktBatch{make(chan *pktBatch, 64), make(chan *pktBatch, 64)}
+		if err := <-startReaders(context.Background(), srcs, readerConfig{limit: -1, ports: []uint16{80}}, queues, free, &registry{}); err != nil {
+			t.Fatal(err)
+		}
+		for q := range queues {
+			seen[q] = map[uint16]bool{}
+			for b := range queues[q] {
+				for _, it := range b.items {
+					seen[q][it.src.Port()] = true
+				}
+			}
+		}
+		return seen
+	}
+	if seen := run(3); len(seen[0]) != 2 || !seen[0][40000] || !seen[0][40002] || len(seen[1]) != 1 || !seen[1][40001] {
+		t.Errorf("3 readers, 2 parsers: parser 0 got the requests of ports %v, parser 1 of %v; want 40000 and 40002, and 40001", seen[0], seen[1])
+	}
+	if seen := run(1); !seen[0][40000] || !seen[1][40000] {
+		t.Errorf("1 reader, 2 parsers: the flow hash did not spread its connections over both: %v, %v", seen[0], seen[1])
+	}
+}
