@@ -90,28 +90,6 @@ func appendTarget(b, t []byte, red *redactor) []byte {
 	return red.appendTarget(b, t, true)
 }
 
-// parseStatus reads the status code of a status line "HTTP/1.1 200 OK":
-// three digits after the version and one space, then a space or the end.
-// It returns the version ("1.1", nil if not one) and the code, or -1.
-func parseStatus(line []byte) (version []byte, code int) {
-	sp := bytes.IndexByte(line, ' ')
-	if sp < 0 {
-		return httpVersion(line), -1
-	}
-	version, s := httpVersion(line[:sp]), line[sp+1:]
-	if len(s) < 3 || len(s) > 3 && s[3] != ' ' {
-		return version, -1
-	}
-	code = 0
-	for _, c := range s[:3] {
-		if c < '0' || c > '9' {
-			return version, -1
-		}
-		code = code*10 + int(c-'0')
-	}
-	return version, code
-}
-
 // directions are network.direction by type, from this host's point of
 // view, as ECS asks of host-based monitoring: a packet that reaches this
 // host is ingress, one it sends egress.

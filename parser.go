@@ -357,9 +357,10 @@ type message struct {
 	status  int    // a response's status code, -1 when its status line has none (parseStatus)
 	version []byte // a response's HTTP version ("1.1"), nil when not one
 
-	// A response's own length, read only when framing is asked for
-	// (pairing): the bytes up to and including the empty line after the
-	// headers, 0 when the captured bytes end first; and the body's
+	// A response's own length, for pairing: the bytes up to and
+	// including the empty line after the headers, 0 when the captured
+	// bytes end first (or, without framing, when the scan stopped at
+	// its two headers first); and, only with framing, the body's
 	// Content-Length, -1 when the length is not given (chunked, until
 	// close, invalid).
 	hdrLen  int
@@ -422,6 +423,28 @@ func parseMessage(kind msgKind, b []byte, m *message, framing bool) {
 	if framing && !bad && !chunked {
 		m.bodyLen = length
 	}
+}
+
+// parseStatus reads the status code of a status line "HTTP/1.1 200 OK":
+// three digits after the version and one space, then a space or the end.
+// It returns the version ("1.1", nil if not one) and the code, or -1.
+func parseStatus(line []byte) (version []byte, code int) {
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 {
+		return httpVersion(line), -1
+	}
+	version, s := httpVersion(line[:sp]), line[sp+1:]
+	if len(s) < 3 || len(s) > 3 && s[3] != ' ' {
+		return version, -1
+	}
+	code = 0
+	for _, c := range s[:3] {
+		if c < '0' || c > '9' {
+			return version, -1
+		}
+		code = code*10 + int(c-'0')
+	}
+	return version, code
 }
 
 // nextLine splits b after its first line, which ends at CRLF, LF or a lone
