@@ -388,3 +388,60 @@ func TestReaderFailureStopsAll(t *testing.T) {
 }
 
 func (s *fakeLive) isClosed() bool { return s.closed }
+
+// TestReadersInline: with one reader to a parser, each reader runs its
+// parser itself (serve's choice, readers == -cpu): every HTTP start of
+// every reader becomes a line, the lines' queue closes once the last
+// reader has ended, and each parser then gives up its unanswered requests
+// (-pair), as a parser goroutine does when its queue closes.
+func TestReadersInline(t *testing.T) {
+	const readers, perReader = 3, 200
+	reg := &registry{pair: true}
+	srcs := make([]packetSource, readers)
+	for i := range srcs {
+		s := &fakeLive{}
+		for j := range perReader {
+			s.frames = append(s.frames, ipv4HTTP("192.0.2.1", "198.51.100.2", uint16(10000+i*perReader+j), 80, getReq))
+		}
+		srcs[i] = s
+	}
+	out, outFree := make(chan *lineBatch, queueDepth), make(chan *lineBatch, queueDepth+2*readers)
+	for range cap(outFree) {
+		outFree <- &lineBatch{}
+	}
+	free := newPacketBatches(readers * (queueDepth + 2))
+	pairs := make([]pairWorker, readers)
+	for i := range pairs {
+		pairs[i] = newPairWorker(1024, time.Hour, lineFormat{}, reg.newSet())
+	}
+	var locals atomic.Pointer[localSet]
+	locals.Store(&localSet{all: true})
+	queues, runs := startParsers(readers, true, reg, &locals, time.UTC, lineFormat{}, free, out, outFree, pairs)
+	if queues != nil || len(runs) != readers {
+		t.Fatalf("inline: %d queues, %d parsers; want none and %d", len(queues), len(runs), readers)
+	}
+	lines := make(chan int)
+	go func() { // the writer's part
+		n := 0
+		for lb := range out {
+			n += len(lb.lines)
+			lb.reset()
+			outFree <- lb
+		}
+		lines <- n
+	}()
+	if err := <-startReaders(context.Background(), srcs, readerConfig{limit: -1, pair: true, inline: runs}, nil, free, reg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-lines:
+		if n != readers*perReader {
+			t.Errorf("%d lines, want %d", n, readers*perReader)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the lines' queue was not closed after the readers ended")
+	}
+	if got := reg.read()[cUnanswered]; got != readers*perReader {
+		t.Errorf("%d requests given up at the end, want %d", got, readers*perReader)
+	}
+}

@@ -185,9 +185,13 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	// and one being filled by each reader.
 	pktFree := newPacketBatches(cfg.Parsers * (queueDepth + 1 + len(o.srcs)))
 	pairs := newPairWorkers(cfg, reg) // nil without -pair
-	queues := startParsers(cfg.Parsers, reg, localPtr, cfg.Location, cfg.lineFormat(), pktFree, lines, lineFree, pairs)
+	// One reader to a parser: each reader runs its parser itself.
+	inline := len(o.srcs) == cfg.Parsers
+	queues, runs := startParsers(cfg.Parsers, inline, reg, localPtr, cfg.Location, cfg.lineFormat(), pktFree, lines, lineFree, pairs)
 	report := func() { logger.Print(statsLine(reg.read(), cfg.Pair)) }
-	read := startReaders(ctx, o.srcs, readerSettings(cfg, report), queues, pktFree, reg)
+	rc := readerSettings(cfg, report)
+	rc.inline = runs
+	read := startReaders(ctx, o.srcs, rc, queues, pktFree, reg)
 	o.metrics.serve(reg, runInfo(o.srcs, cfg.Parsers), logger)
 	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d reader(s), %d parser(s) on %d CPU(s)%s, lines to %s%s%s%s",
 		version, o.srcs[0].describe(), portText(cfg.Ports), cfg.Snaplen, len(o.srcs), cfg.Parsers, runtime.GOMAXPROCS(0),
