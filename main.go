@@ -179,14 +179,20 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 
 	reg := &registry{pair: cfg.Pair}
 	wc := writerConfig{dir: cfg.Dir, split: cfg.Split, ext: cfg.fileExt(), out: stdout, log: logger, lock: o.lock}
-	lines, lineFree, written := startWriter(wc, reg.newSet(), cfg.Parsers, reopen)
+	// One reader to a parser: each reader runs its parser itself. The
+	// batches the parsers' queues held before a slow writer stopped the
+	// readers wait in the writer's queue instead, as lines.
+	inline := len(o.srcs) == cfg.Parsers
+	depth := queueDepth
+	if inline {
+		depth += cfg.Parsers * queueDepth
+	}
+	lines, lineFree, written := startWriter(wc, reg.newSet(), cfg.Parsers, depth, reopen)
 	// Enough packet batches that a reader never waits for one while the
 	// others hold theirs: for each parser, a full queue, one in its hands,
 	// and one being filled by each reader.
 	pktFree := newPacketBatches(cfg.Parsers * (queueDepth + 1 + len(o.srcs)))
 	pairs := newPairWorkers(cfg, reg) // nil without -pair
-	// One reader to a parser: each reader runs its parser itself.
-	inline := len(o.srcs) == cfg.Parsers
 	queues, runs := startParsers(cfg.Parsers, inline, reg, localPtr, cfg.Location, cfg.lineFormat(), pktFree, lines, lineFree, pairs)
 	report := func() { logger.Print(statsLine(reg.read(), cfg.Pair)) }
 	rc := readerSettings(cfg, report)

@@ -44,7 +44,12 @@
 # standard output goes to /dev/null, not to a file; with a variant's "-d -"
 # its lines are then formatted and written but never reach the page cache,
 # which separates httplog's own cost from the kernel's writing),
-# QUIET_LOAD, QUIET_WAIT (see bench/lib.sh).
+# REPLAY_CPU (tcpreplay runs on this CPU only, taskset -c; the kernel's
+# work on its frames, up to the copy into the capturer's ring, runs in its
+# softirq on the same CPU: to tell what a capturer pays for sharing a CPU
+# with the replay, run it pinned beside it and apart, e.g. a variant whose
+# BINARY is a script that execs taskset -c N httplog), QUIET_LOAD,
+# QUIET_WAIT (see bench/lib.sh).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 # shellcheck source=bench/lib.sh
@@ -54,6 +59,7 @@ PCAP=${PCAP:-bench/out/nginx.pcap}
 read -r -a rates <<<"${RATES:-50000 100000 200000 top}"
 read -r -a capturers <<<"${CAPTURERS:-tcpdump httplog httpry}"
 LIMIT=${LIMIT:-}
+REPLAY_CPU=${REPLAY_CPU:-}
 START_WAIT=${START_WAIT:-2}
 STOP_WAIT=${STOP_WAIT:-1.5}
 read -r -a httplog_extra <<<"${HTTPLOG_EXTRA:-}"
@@ -169,7 +175,9 @@ for rate in "${rates[@]}"; do
 		limit=()
 		[[ -n $LIMIT ]] && limit=(--limit="$LIMIT")
 		drops0=$(softnet_drops)
-		run ip netns exec "$tx" tcpreplay -i "$vt" "${speed[@]}" "${limit[@]}" "$PCAP" >"$dir/tcpreplay.txt" 2>&1
+		pin=()
+		[[ -n $REPLAY_CPU ]] && pin=(taskset -c "$REPLAY_CPU")
+		run ip netns exec "$tx" "${pin[@]}" tcpreplay -i "$vt" "${speed[@]}" "${limit[@]}" "$PCAP" >"$dir/tcpreplay.txt" 2>&1
 		drops1=$(softnet_drops)
 		sleep "$STOP_WAIT"
 		settle "$pid"
