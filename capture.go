@@ -121,10 +121,6 @@ type readerConfig struct {
 	report      func()        // writes the statistics line
 	pair        bool          // -pair: also hand on FIN, RST and SYN segments (pairEdge)
 
-	// inline: the parsers the readers run themselves, one each
-	// (startParsers); nil: the readers send to the parsers' queues.
-	inline []*parserRun
-
 	// Shared by the readers of startReaders, which makes them.
 	budget     *atomic.Int64 // what is left of limit; nil: no limit
 	lastReport *atomic.Int64 // when the statistics line was last written, Unix nanoseconds (given: for tests)
@@ -164,13 +160,7 @@ func startReaders(ctx context.Context, srcs []packetSource, c readerConfig, queu
 	errs := make([]error, len(srcs))
 	var wg sync.WaitGroup
 	for i, src := range srcs {
-		var r *reader
-		if c.inline != nil {
-			r = newReader(src, c, nil, free, reg.newSet())
-			r.inline = c.inline[i]
-		} else {
-			r = newReader(src, c, readerQueues(i, len(srcs), queues), free, reg.newSet())
-		}
+		r := newReader(src, c, readerQueues(i, len(srcs), queues), free, reg.newSet())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -225,15 +215,14 @@ func joinDistinct(errs []error) error {
 // reader moves frames from one source into batches for the parsers.
 type reader struct {
 	readerConfig
-	src    packetSource
-	out    []chan *pktBatch
-	inline *parserRun // the parser this reader runs itself; nil: it sends to out
-	free   chan *pktBatch
-	set    *counterSet // where n is published
+	src  packetSource
+	out  []chan *pktBatch
+	free chan *pktBatch
+	set  *counterSet // where n is published
 
 	watched *portSet // the ports of readerConfig, nil: every port
 
-	cur     []*pktBatch // batch being filled, per parser (one, inline)
+	cur     []*pktBatch // batch being filled, per parser
 	pending bool        // some batch in cur holds packets
 	oldest  int64       // capture time of the first packet pending
 
@@ -243,7 +232,7 @@ type reader struct {
 
 func newReader(src packetSource, c readerConfig, out []chan *pktBatch, free chan *pktBatch, set *counterSet) *reader {
 	return &reader{readerConfig: c, src: src, out: out, free: free, set: set, watched: newPortSet(c.ports),
-		cur: make([]*pktBatch, max(len(out), 1)), lastKernel: time.Now()}
+		cur: make([]*pktBatch, len(out)), lastKernel: time.Now()}
 }
 
 // run reads until the source ends, the packet limit is reached or ctx is
@@ -348,7 +337,7 @@ func (r *reader) handle(f *frame, p *packet) {
 			return
 		}
 	}
-	i := int(uint64(p.flow) * uint64(len(r.cur)) >> 32)
+	i := int(uint64(p.flow) * uint64(len(r.out)) >> 32)
 	b := r.cur[i]
 	if b == nil {
 		b = <-r.free
@@ -374,7 +363,8 @@ func (r *reader) handle(f *frame, p *packet) {
 		flow:  p.flow,
 	})
 	if len(b.items) == batchSize || len(b.buf) >= batchBytes {
-		r.send(i)
+		r.out[i] <- b
+		r.cur[i] = nil
 	}
 }
 
@@ -400,22 +390,12 @@ func newPortSet(ports []uint16) *portSet {
 
 func (s *portSet) has(p uint16) bool { return s[p/64]&(1<<(p%64)) != 0 }
 
-// send hands the batch being filled for parser i on: to the parser's
-// queue, or inline to the reader's own parser.
-func (r *reader) send(i int) {
-	if r.inline != nil {
-		r.inline.take(r.cur[i])
-	} else {
-		r.out[i] <- r.cur[i]
-	}
-	r.cur[i] = nil
-}
-
 // sendAll hands every partly filled batch to its parser.
 func (r *reader) sendAll() {
 	for i, b := range r.cur {
 		if b != nil {
-			r.send(i)
+			r.out[i] <- b
+			r.cur[i] = nil
 		}
 	}
 	r.pending = false
@@ -464,9 +444,6 @@ func (r *reader) readKernel() uint64 {
 // publishes the final counts.
 func (r *reader) finish() {
 	r.sendAll()
-	if r.inline != nil {
-		r.inline.finish()
-	}
 	if received := r.readKernel(); received > r.n[cKernelDrops]+r.n[cPackets] {
 		r.n[cLeftInRing] = received - r.n[cKernelDrops] - r.n[cPackets]
 	}

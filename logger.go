@@ -203,12 +203,11 @@ func (w *writer) fileName(day uint32, typ lineType) string {
 // from free, fill them and send them to lines; the writer hands each back
 // to free once written. When lines is closed the writer flushes and
 // closes every file, then closes done. A value on reopen (SIGHUP) closes
-// the files so that the next lines open them anew. depth is how many
-// batches lines holds.
-func startWriter(cfg writerConfig, stats *counterSet, parsers, depth int, reopen <-chan struct{}) (lines, free chan *lineBatch, done <-chan struct{}) {
-	lines = make(chan *lineBatch, depth)
+// the files so that the next lines open them anew.
+func startWriter(cfg writerConfig, stats *counterSet, parsers int, reopen <-chan struct{}) (lines, free chan *lineBatch, done <-chan struct{}) {
+	lines = make(chan *lineBatch, queueDepth)
 	// Enough batches for a full queue and two in the hands of each parser.
-	free = make(chan *lineBatch, depth+2*parsers)
+	free = make(chan *lineBatch, queueDepth+2*parsers)
 	for i := 0; i < cap(free); i++ {
 		free <- &lineBatch{}
 	}

@@ -179,25 +179,15 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 
 	reg := &registry{pair: cfg.Pair}
 	wc := writerConfig{dir: cfg.Dir, split: cfg.Split, ext: cfg.fileExt(), out: stdout, log: logger, lock: o.lock}
-	// One reader to a parser: each reader runs its parser itself. The
-	// batches the parsers' queues held before a slow writer stopped the
-	// readers wait in the writer's queue instead, as lines.
-	inline := len(o.srcs) == cfg.Parsers
-	depth := queueDepth
-	if inline {
-		depth += cfg.Parsers * queueDepth
-	}
-	lines, lineFree, written := startWriter(wc, reg.newSet(), cfg.Parsers, depth, reopen)
+	lines, lineFree, written := startWriter(wc, reg.newSet(), cfg.Parsers, reopen)
 	// Enough packet batches that a reader never waits for one while the
 	// others hold theirs: for each parser, a full queue, one in its hands,
 	// and one being filled by each reader.
 	pktFree := newPacketBatches(cfg.Parsers * (queueDepth + 1 + len(o.srcs)))
 	pairs := newPairWorkers(cfg, reg) // nil without -pair
-	queues, runs := startParsers(cfg.Parsers, inline, reg, localPtr, cfg.Location, cfg.lineFormat(), pktFree, lines, lineFree, pairs)
+	queues := startParsers(cfg.Parsers, reg, localPtr, cfg.Location, cfg.lineFormat(), pktFree, lines, lineFree, pairs)
 	report := func() { logger.Print(statsLine(reg.read(), cfg.Pair)) }
-	rc := readerSettings(cfg, report)
-	rc.inline = runs
-	read := startReaders(ctx, o.srcs, rc, queues, pktFree, reg)
+	read := startReaders(ctx, o.srcs, readerSettings(cfg, report), queues, pktFree, reg)
 	o.metrics.serve(reg, runInfo(o.srcs, cfg.Parsers), logger)
 	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d reader(s), %d parser(s) on %d CPU(s)%s, lines to %s%s%s%s",
 		version, o.srcs[0].describe(), portText(cfg.Ports), cfg.Snaplen, len(o.srcs), cfg.Parsers, runtime.GOMAXPROCS(0),

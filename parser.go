@@ -504,79 +504,39 @@ type parser struct {
 	metrics *parserSet   // where counts and response times are published
 }
 
-// parserRun is one parser with the batches it takes and gives: packet
-// batches in, handed back emptied to free; line batches, taken from
-// outFree, filled, and sent to the writer on out.
-type parserRun struct {
-	parser
-	free    chan<- *pktBatch
-	out     chan<- *lineBatch
-	outFree <-chan *lineBatch
-	done    *sync.WaitGroup // of the stage's parsers; out is closed after the last
-}
-
-// startParsers makes the parser stage: n parsers, each counting into a
-// set of its own in reg, with -pair parser i owning pairs[i]. Every
-// parser hands its packet batches back to free and its lines to out,
-// which is closed after the last parser has finished.
-//
-// Each parser runs on a goroutine of its own, reading its queue
-// (returned, for the readers to send to); or, inline, no goroutine is
-// started and no queue made: reader i runs parser i itself (runs[i].take),
-// and calls runs[i].finish when it ends. Inline is for one reader to a
-// parser (readerQueues): the hand-over from the reader's goroutine to a
-// parser's was a wake-up of a second thread for every batch.
-func startParsers(n int, inline bool, reg *registry, locals *atomic.Pointer[localSet], loc *time.Location, form lineFormat, free chan<- *pktBatch, out chan<- *lineBatch, outFree <-chan *lineBatch, pairs []pairWorker) (queues []chan *pktBatch, runs []*parserRun) {
-	done := new(sync.WaitGroup)
-	done.Add(n)
-	runs = make([]*parserRun, n)
-	for i := range runs {
-		p := &parserRun{parser: parser{locals: locals, clock: newClock(loc), form: form, metrics: reg.newParserSet()},
-			free: free, out: out, outFree: outFree, done: done}
+// startParsers starts n parser goroutines, each reading its own queue
+// (returned, for the readers to send to). Every parser hands its batches
+// back to free and its lines to out, which is closed after the last
+// parser has returned. Each counts into a set of its own in reg; with
+// -pair, parser i owns pairs[i].
+func startParsers(n int, reg *registry, locals *atomic.Pointer[localSet], loc *time.Location, form lineFormat, free chan<- *pktBatch, out chan<- *lineBatch, outFree <-chan *lineBatch, pairs []pairWorker) []chan *pktBatch {
+	queues := make([]chan *pktBatch, n)
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan *pktBatch, queueDepth)
+		p := &parser{locals: locals, clock: newClock(loc), form: form, metrics: reg.newParserSet()}
 		if pairs != nil {
 			p.pair = &pairs[i]
 		}
-		runs[i] = p
+		wg.Add(1)
+		go func(in <-chan *pktBatch) {
+			defer wg.Done()
+			for b := range in {
+				lb := <-outFree
+				p.batch(b, lb)
+				b.items, b.buf = b.items[:0], b.buf[:0]
+				free <- b
+				out <- lb
+				p.pair.publish()
+			}
+			p.pair.flush()
+		}(queues[i])
 	}
 	go func() {
-		done.Wait()
+		wg.Wait()
 		close(out)
 	}()
-	if inline {
-		return nil, runs
-	}
-	queues = make([]chan *pktBatch, n)
-	for i, p := range runs {
-		queues[i] = make(chan *pktBatch, queueDepth)
-		go p.run(queues[i])
-	}
-	return queues, nil
-}
-
-// run takes the batches of in until it is closed, then finishes.
-func (p *parserRun) run(in <-chan *pktBatch) {
-	for b := range in {
-		p.take(b)
-	}
-	p.finish()
-}
-
-// take turns the packets of b into a line batch for the writer, and hands
-// b back, emptied.
-func (p *parserRun) take(b *pktBatch) {
-	lb := <-p.outFree
-	p.batch(b, lb)
-	b.items, b.buf = b.items[:0], b.buf[:0]
-	p.free <- b
-	p.out <- lb
-	p.pair.publish()
-}
-
-// finish gives up the requests still waiting for a response (-pair), once
-// no batch will come.
-func (p *parserRun) finish() {
-	p.pair.flush()
-	p.done.Done()
+	return queues
 }
 
 // batch appends the lines of the packets of b to lb, and publishes the

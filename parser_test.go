@@ -299,31 +299,26 @@ func TestAppendLine(t *testing.T) {
 	}
 }
 
-// packetPath is the per-packet path that serve runs for one reader and
-// one parser, minus the writer: the reader judges the frame and batches an
-// HTTP start, runs its parser on the batch, and the parser formats the
-// line into a line batch for the writer.
+// packetPath is the per-packet path that serve runs, minus the goroutines:
+// a reader judges the frame and batches an HTTP start, the batch goes over
+// the parser's queue, and the parser formats its line.
 type packetPath struct {
-	r       *reader
-	p       *parserRun
-	out     chan *lineBatch // the parser's lines
-	outFree chan *lineBatch // and its empty line batches
-	lb      *lineBatch      // the lines of the last frame
+	r  *reader
+	q  chan *pktBatch
+	p  *parser
+	lb lineBatch
 }
 
-// newPacketPath makes the path as serve makes it for one reader and one
-// parser: the reader runs its parser inline.
 func newPacketPath(set *localSet, form lineFormat) *packetPath {
-	free := make(chan *pktBatch, 1)
+	q, free := make(chan *pktBatch, 1), make(chan *pktBatch, 1)
 	free <- &pktBatch{}
 	var locals atomic.Pointer[localSet]
 	locals.Store(set)
-	pp := &packetPath{out: make(chan *lineBatch, 1), outFree: make(chan *lineBatch, 1), lb: &lineBatch{}}
-	pp.p = &parserRun{parser: parser{locals: &locals, clock: newClock(time.UTC), form: form, metrics: &parserSet{durations: &durationSet{}}},
-		free: free, out: pp.out, outFree: pp.outFree}
-	pp.r = newReader(nil, readerConfig{ports: []uint16{80}}, nil, free, &counterSet{})
-	pp.r.inline = pp.p
-	return pp
+	return &packetPath{
+		r: newReader(nil, readerConfig{ports: []uint16{80}}, []chan *pktBatch{q}, free, &counterSet{}),
+		q: q,
+		p: &parser{locals: &locals, clock: newClock(time.UTC), form: form, metrics: &parserSet{durations: &durationSet{}}},
+	}
 }
 
 // run takes one frame through the path; it returns the line, if any.
@@ -333,16 +328,17 @@ func (pp *packetPath) run(data []byte) []byte {
 
 // runAt is run with the frame captured at ts (Unix nanoseconds).
 func (pp *packetPath) runAt(data []byte, ts int64) []byte {
-	pp.lb.reset()
-	pp.outFree <- pp.lb
 	f := frame{data: data, ts: ts, wire: len(data), link: linkEthernet}
 	var p packet
 	pp.r.handle(&f, &p)
 	pp.r.sendAll()
+	pp.lb.reset()
 	select {
-	case pp.lb = <-pp.out:
+	case b := <-pp.q:
+		pp.p.batch(b, &pp.lb)
+		b.items, b.buf = b.items[:0], b.buf[:0]
+		pp.r.free <- b
 	default: // not an HTTP start: nothing was batched
-		pp.lb = <-pp.outFree
 	}
 	return pp.lb.buf
 }
