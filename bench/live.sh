@@ -48,7 +48,12 @@
 # work on its frames, up to the copy into the capturer's ring, runs in its
 # softirq on the same CPU: to tell what a capturer pays for sharing a CPU
 # with the replay, run it pinned beside it and apart, e.g. a variant whose
-# BINARY is a script that execs taskset -c N httplog), QUIET_LOAD,
+# BINARY is a script that execs taskset -c N httplog), SPLIT_REPLAY (N:
+# the capture's connections are split by client port into N parts, each
+# replayed by a tcpreplay of its own on CPU i mod the CPUs, at rate/N, at
+# once: the frames then reach the capture ring from N CPUs' softirqs, as
+# a NIC's RSS queues feed a server's cores, instead of all from one, whose
+# cache a capturer running on that CPU reads warm), QUIET_LOAD,
 # QUIET_WAIT (see bench/lib.sh).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
@@ -60,6 +65,7 @@ read -r -a rates <<<"${RATES:-50000 100000 200000 top}"
 read -r -a capturers <<<"${CAPTURERS:-tcpdump httplog httpry}"
 LIMIT=${LIMIT:-}
 REPLAY_CPU=${REPLAY_CPU:-}
+SPLIT_REPLAY=${SPLIT_REPLAY:-1}
 START_WAIT=${START_WAIT:-2}
 STOP_WAIT=${STOP_WAIT:-1.5}
 read -r -a httplog_extra <<<"${HTTPLOG_EXTRA:-}"
@@ -91,6 +97,25 @@ run ip -n "$tx" link set "$vt" up
 run ip -n "$rx" link set "$vr" up
 run ip netns exec "$tx" ethtool -K "$vt" tso off gso off gro off
 run ip netns exec "$rx" ethtool -K "$vr" tso off gso off gro off
+
+# The parts of SPLIT_REPLAY: part i holds the connections whose client
+# port (the one that is not 80), halved, is i modulo N, both directions
+# (halved: Linux gives connect() even ports).
+parts=("$PCAP")
+if ((SPLIT_REPLAY > 1)) && [[ -n $LIMIT ]]; then
+	echo "live.sh: LIMIT and SPLIT_REPLAY together: each part would be cut, not the whole" >&2
+	exit 2
+fi
+if ((SPLIT_REPLAY > 1)); then
+	need_pkgs tcpdump
+	parts=()
+	for ((i = 0; i < SPLIT_REPLAY; i++)); do
+		part=$out/split$SPLIT_REPLAY-$i.pcap
+		run tcpdump -r "$PCAP" -w "$part" "(tcp src port 80 and (tcp[2:2] / 2) % $SPLIT_REPLAY = $i) or (not tcp src port 80 and (tcp[0:2] / 2) % $SPLIT_REPLAY = $i)" 2>/dev/null
+		parts+=("$part")
+	done
+fi
+ncpu=$(nproc)
 
 count=()
 [[ -n $LIMIT ]] && count=(-c "$LIMIT")
@@ -170,14 +195,24 @@ for rate in "${rates[@]}"; do
 			cat "$dir/stderr.txt" >&2
 			exit 1
 		fi
-		speed=(--pps="$rate")
+		speed=(--pps="$((${rate/top/0} / ${#parts[@]}))")
 		[[ $rate == top ]] && speed=(--topspeed)
 		limit=()
 		[[ -n $LIMIT ]] && limit=(--limit="$LIMIT")
 		drops0=$(softnet_drops)
-		pin=()
-		[[ -n $REPLAY_CPU ]] && pin=(taskset -c "$REPLAY_CPU")
-		run ip netns exec "$tx" "${pin[@]}" tcpreplay -i "$vt" "${speed[@]}" "${limit[@]}" "$PCAP" >"$dir/tcpreplay.txt" 2>&1
+		if ((${#parts[@]} == 1)); then
+			pin=()
+			[[ -n $REPLAY_CPU ]] && pin=(taskset -c "$REPLAY_CPU")
+			run ip netns exec "$tx" "${pin[@]}" tcpreplay -i "$vt" "${speed[@]}" "${limit[@]}" "$PCAP" >"$dir/tcpreplay.txt" 2>&1
+		else
+			replays=()
+			for i in "${!parts[@]}"; do
+				run ip netns exec "$tx" taskset -c "$((i % ncpu))" tcpreplay -i "$vt" "${speed[@]}" "${limit[@]}" "${parts[$i]}" >"$dir/tcpreplay-$i.txt" 2>&1 &
+				replays+=("$!")
+			done
+			wait "${replays[@]}"
+			cat "$dir"/tcpreplay-*.txt >"$dir/tcpreplay.txt"
+		fi
 		drops1=$(softnet_drops)
 		sleep "$STOP_WAIT"
 		settle "$pid"
@@ -193,8 +228,9 @@ for rate in "${rates[@]}"; do
 		# httpry exits with 2 after SIGINT: not a failure.
 		wait "$pid" || [[ $who == httpry ]] || echo "live.sh: $who exited with $?" >&2
 		grep -E 'Actual|Rated|Failed' "$dir/tcpreplay.txt" >&2 || true
-		sent=$(sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p' "$dir/tcpreplay.txt")
-		pps=$(sed -n 's/.*Rated: .* \([0-9.]*\) pps.*/\1/p' "$dir/tcpreplay.txt")
+		# Summed over the replays of SPLIT_REPLAY.
+		sent=$(sed -n 's/.*Actual: \([0-9]*\) packets.*/\1/p' "$dir/tcpreplay.txt" | awk '{ n += $1 } END { print n }')
+		pps=$(sed -n 's/.*Rated: .* \([0-9.]*\) pps.*/\1/p' "$dir/tcpreplay.txt" | awk '{ n += $1 } END { print n }')
 		lines=- kdrops=- seen=-
 		case $who in
 		tcpdump)
