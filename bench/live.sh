@@ -211,7 +211,7 @@ for rate in "${rates[@]}"; do
 		else
 			replays=()
 			for i in "${!parts[@]}"; do
-				run ip netns exec "$tx" taskset -c "$((i % ncpu))" tcpreplay -i "$vt" "${speed[@]}" "${limit[@]}" "${parts[$i]}" >"$dir/tcpreplay-$i.txt" 2>&1 &
+				run ip netns exec "$tx" taskset -c "$((i % ncpu))" tcpreplay -i "$vt" "${speed[@]}" "${parts[$i]}" >"$dir/tcpreplay-$i.txt" 2>&1 &
 				replays+=("$!")
 			done
 			wait "${replays[@]}"
