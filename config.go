@@ -30,6 +30,8 @@ type Config struct {
 	BufferMB   int            // -b, HTTPLOG_BUFSIZE, default 8: ring size in MB
 	Parsers    int            // -cpu, HTTPLOG_CPUNO, default 1: parsing goroutines
 	Readers    int            // -readers, HTTPLOG_READERS, default 1: capture sockets in one fanout group, a reader goroutine each
+	Procs      int            // -procs, HTTPLOG_PROCS, default "auto" (0): processors (GOMAXPROCS), or follow the load (processors.go)
+	ProcsText  string         // -procs as given
 	Dir        string         // -d, HTTPLOG_DIR, default /log/httplog; "-" = standard output
 	Split      bool           // -log_split, HTTPLOG_LOG_SPLIT: one file per type and day
 	AddVLAN    bool           // -add_vlan, HTTPLOG_ADD_VLAN: put VLAN tags back into frames
@@ -54,6 +56,10 @@ type Config struct {
 	Pair        bool          // -pair, HTTPLOG_PAIR: pair responses with requests, response time on CR/SR lines
 	PairTimeout time.Duration // -pair_timeout, HTTPLOG_PAIR_TIMEOUT, default 30s: a request unanswered this long is given up
 	PairMax     int           // -pair_max, HTTPLOG_PAIR_MAX, default 262144: connections remembered, whole process
+
+	// governMost is set by run: the most processors the governor of a
+	// live capture may add (processors.go); 0: the processors are fixed.
+	governMost int
 
 	// Location is the time zone of timestamps and file days: time.Local
 	// (so TZ is honoured); tests set it.
@@ -202,6 +208,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 	str(&c.PortText, "p", "HTTPLOG_PORT", "80", "http service port (a comma-separated list, or any)")
 	num(&c.Snaplen, "s", "HTTPLOG_SNAPLEN", 1560, "Snaplen, if <= 0, use 65535")
 	num(&c.Readers, "readers", "HTTPLOG_READERS", 1, "Number of capture sockets and reader goroutines, 1 to 64, in one fanout group sharing the -b ring memory")
+	str(&c.ProcsText, "procs", "HTTPLOG_PROCS", "auto", "Processors running httplog (GOMAXPROCS): auto (a live capture starts on 1 and adds up to the larger of -cpu and -readers under load) or a number")
 	fs.BoolVar(&c.Version, "v", false, "If true, show version")
 	fs.BoolVar(&c.Check, "check", false, "If true, check the configuration, log directory and interface without capturing, and exit")
 	fs.StringVar(&c.ReadFile, "r", "", "Read packets from this pcap or pcapng file (- = stdin) instead of an interface")
@@ -269,6 +276,9 @@ func (c *Config) validate() error {
 	}
 	if c.Readers < 1 || c.Readers > maxReaders {
 		return fmt.Errorf("invalid value %d for %s: between 1 and %d", c.Readers, c.source("readers"), maxReaders)
+	}
+	if c.Procs, err = parseProcs(c.ProcsText); err != nil {
+		return fmt.Errorf("invalid value %q for %s: %v", c.ProcsText, c.source("procs"), err)
 	}
 	if c.Dir == "" {
 		return fmt.Errorf("invalid value \"\" for %s: a directory, or - for standard output", c.source("d"))

@@ -335,24 +335,7 @@ func TestLiveFanoutDrops(t *testing.T) {
 	tp := newTopology(t)
 	dir := newLogDir(t)
 	d := tp.startHttplog(t, tp.srvNS, tp.srvIf, dir, "-readers", "2", "-b", "1", "-local", fanoutServer4)
-	pad := strings.Repeat("x", 1300)
-	var frames [][]byte
-	for i := range 3000 {
-		client := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}).String()
-		req := fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: drops.test\r\nX-Pad: %s\r\n\r\n", i, pad)
-		frames = append(frames, ether(etherIPv4, nil, ipv4Packet(client, fanoutServer4, 6, 20, 0, tcpSegment(uint16(1024+i), 80, 20, req))))
-	}
-	pid := d.cmd.Process.Pid
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	errs, err := sendFrames(tp.cliNS, tp.cliIf, frames)
-	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	if err = errors.Join(append(errs, err)...); err != nil {
-		t.Fatalf("sending the frames: %v", err)
-	}
+	frames := overflowRings(t, tp, d, "drops.test")
 	stderr := stopHttplog(t, d)
 	checkStatsAddUp(t, stderr)
 	stats := parseStats(t, stderr)
@@ -368,6 +351,32 @@ func TestLiveFanoutDrops(t *testing.T) {
 	if uint64(len(lines)) != stats["CQ"] || stats["CQ"] != stats["packets"]-own {
 		t.Errorf("%d lines, want one for each packet read: %s", len(lines), lastStatsLine(stderr))
 	}
+}
+
+// overflowRings sends 3,000 requests of 1.4 KB each, from 3,000 clients to
+// fanoutServer4, while httplog d is stopped (SIGSTOP), so that its rings
+// overflow, then lets it go on. It returns the frames sent.
+func overflowRings(t *testing.T, tp *topology, d *proc, host string) [][]byte {
+	t.Helper()
+	pad := strings.Repeat("x", 1300)
+	var frames [][]byte
+	for i := range 3000 {
+		client := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}).String()
+		req := fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: %s\r\nX-Pad: %s\r\n\r\n", i, host, pad)
+		frames = append(frames, ether(etherIPv4, nil, ipv4Packet(client, fanoutServer4, 6, 20, 0, tcpSegment(uint16(1024+i), 80, 20, req))))
+	}
+	pid := d.cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	errs, err := sendFrames(tp.cliNS, tp.cliIf, frames)
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err = errors.Join(append(errs, err)...); err != nil {
+		t.Fatalf("sending the frames: %v", err)
+	}
+	return frames
 }
 
 // TestLiveFanoutPair: with -pair and three readers (for eight keep-alive

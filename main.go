@@ -16,6 +16,10 @@
 //	-cpu int        HTTP parsing goroutines (HTTPLOG_CPUNO, default 1)
 //	-readers int    capture sockets, 1 to 64, in one fanout group, each with its
 //	                reader goroutine and its share of -b (HTTPLOG_READERS, default 1)
+//	-procs p        processors (GOMAXPROCS): auto, or a number, 1 to 256; with
+//	                auto a live capture starts on 1 and adds up to the larger of
+//	                -cpu and -readers (at most the CPUs) while the load needs
+//	                them (HTTPLOG_PROCS, default auto)
 //	-d string       log directory, or - for standard output (HTTPLOG_DIR, default /log/httplog)
 //	-log_split      four files a day: CQ, CR, SQ, SR (HTTPLOG_LOG_SPLIT)
 //	-add_vlan       put VLAN tags back into frames (HTTPLOG_ADD_VLAN)
@@ -103,16 +107,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stdout, "httplog: configuration OK: %s\n", summary)
 		return 0
 	}
-	// -cpu (or -readers, if more) is also how many CPUs httplog runs on.
-	// With more Go processors than busy goroutines, the scheduler's
-	// threads wake and spin around every blocking read of the ring: at
-	// -cpu 1 one processor halved the CPU time per packet of a live
-	// capture (docs/BENCHMARKS.md). Readers on fewer processors than
-	// readers would take turns instead of scaling. An explicit GOMAXPROCS
-	// in the environment wins. More processors than CPUs would only take
-	// turns.
+	// The processors the goroutines run on (processors.go). An explicit
+	// GOMAXPROCS in the environment wins, fixed.
 	if getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(min(max(cfg.Parsers, cfg.Readers), runtime.NumCPU()))
+		start, most := cfg.processors(runtime.NumCPU())
+		runtime.GOMAXPROCS(start)
+		cfg.governMost = most
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -189,8 +189,19 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	report := func() { logger.Print(statsLine(reg.read(), cfg.Pair)) }
 	read := startReaders(ctx, o.srcs, readerSettings(cfg, report), queues, pktFree, reg)
 	o.metrics.serve(reg, runInfo(o.srcs, cfg.Parsers), logger)
-	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d reader(s), %d parser(s) on %d CPU(s)%s, lines to %s%s%s%s",
-		version, o.srcs[0].describe(), portText(cfg.Ports), cfg.Snaplen, len(o.srcs), cfg.Parsers, runtime.GOMAXPROCS(0),
+	procs := fmt.Sprintf("%d CPU(s)", runtime.GOMAXPROCS(0))
+	if most := cfg.governMost; most > runtime.GOMAXPROCS(0) {
+		procs += fmt.Sprintf(" (up to %d as the load needs)", most)
+		gctx, stop := context.WithCancel(ctx)
+		governed := make(chan struct{})
+		go func() {
+			defer close(governed)
+			govern(gctx, most, reg, queues, logger)
+		}()
+		defer func() { stop(); <-governed }()
+	}
+	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d reader(s), %d parser(s) on %s%s, lines to %s%s%s%s",
+		version, o.srcs[0].describe(), portText(cfg.Ports), cfg.Snaplen, len(o.srcs), cfg.Parsers, procs,
 		formatText(cfg), destination(cfg), pairText(cfg, pairs), o.as, o.metrics.describe())
 
 	readErr := <-read

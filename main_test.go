@@ -263,8 +263,9 @@ func TestReaderKernelAccounting(t *testing.T) {
 	}
 }
 
-// TestCPUsFollowFlag: -cpu sets how many CPUs the binary runs on, unless
-// GOMAXPROCS is set; the start message says which.
+// TestCPUsFollowFlag: reading a file, -cpu sets how many CPUs the binary
+// runs on, unless -procs or GOMAXPROCS is set; the start message says
+// which. (A live capture's follow the load: TestLiveProcessorsFollowLoad.)
 func TestCPUsFollowFlag(t *testing.T) {
 	for _, tt := range []struct {
 		env  []string
@@ -276,6 +277,9 @@ func TestCPUsFollowFlag(t *testing.T) {
 		// Never more CPUs than the machine has.
 		{nil, "256", fmt.Sprintf("256 parser(s) on %d CPU(s)", min(256, runtime.NumCPU()))},
 		{[]string{"GOMAXPROCS=3"}, "1", "1 parser(s) on 3 CPU(s)"},
+		// -procs fixes them, GOMAXPROCS still wins.
+		{[]string{"HTTPLOG_PROCS=1"}, "2", "2 parser(s) on 1 CPU(s), lines"},
+		{[]string{"HTTPLOG_PROCS=1", "GOMAXPROCS=2"}, "2", "2 parser(s) on 2 CPU(s), lines"},
 	} {
 		out, stderr, code := runHttplog(t, tt.env, "-r", filepath.Join("testdata", "seed.pcap"), "-d", "-", "-cpu", tt.cpu)
 		if code != 0 || !strings.Contains(stderr, tt.want) {

@@ -110,6 +110,7 @@ func appendMetrics(b []byte, reg *registry, info metricsInfo) []byte {
 		{"httplog_ring_bytes", "Size of the kernel capture rings in bytes (0 reading a file)", info.ringBytes},
 		{"httplog_readers", "Reader goroutines, one per packet source (-readers)", info.readers},
 		{"httplog_parsers", "Parser goroutines (-cpu)", info.parsers},
+		{"httplog_processors", "Processors running httplog's goroutines now (GOMAXPROCS): with -procs auto, a live capture's follow the load", runtime.GOMAXPROCS(0)},
 	} {
 		b = appendHeader(b, g.name, g.help, "gauge")
 		b = appendUint(appendSeries(b, g.name), uint64(g.v))

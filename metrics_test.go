@@ -167,6 +167,7 @@ func TestExposition(t *testing.T) {
 		{"httplog_ring_bytes", nil, 8 << 20},
 		{"httplog_readers", nil, 1},
 		{"httplog_parsers", nil, 2},
+		{"httplog_processors", nil, float64(runtime.GOMAXPROCS(0))},
 		{"httplog_build_info", []string{"version", version, "goversion", runtime.Version()}, 1},
 	} {
 		if got, ok := counterValue(fams, w.name, w.labels...); !ok || got != w.want {
@@ -181,7 +182,7 @@ func TestExposition(t *testing.T) {
 	if n := len(fams["httplog_http_responses_total"].GetMetric()); n != 2*6 {
 		t.Errorf("%d response series, want 12", n)
 	}
-	for _, name := range []string{"httplog_ring_bytes", "httplog_readers", "httplog_parsers", "httplog_build_info"} {
+	for _, name := range []string{"httplog_ring_bytes", "httplog_readers", "httplog_parsers", "httplog_processors", "httplog_build_info"} {
 		if typ := fams[name].GetType(); typ != dto.MetricType_GAUGE {
 			t.Errorf("%s is a %v, want a gauge", name, typ)
 		}

@@ -1,0 +1,159 @@
+package main
+
+// How many processors (GOMAXPROCS) run httplog's goroutines, and, for a
+// live capture with -procs auto, a governor that follows the load.
+//
+// Why not always as many as -cpu and -readers ask: a goroutine made
+// runnable (a batch sent to a parser, a ring block handed over) while
+// another processor is idle wakes a thread for that processor, which
+// spins, steals the goroutine from the processor that readied it, and
+// goes back to sleep when it is done. A capture at a web server's packet
+// rates is a stream of such short bursts: with two processors at 200k
+// packets/s, two readers made three times the context switches of one
+// reader on one processor and cost about a quarter more CPU a packet;
+// on one processor the same two readers cost what one does, and at the
+// highest replay rate they lost no frame where two processors lost some
+// (docs/BENCHMARKS.md, "Processors that follow the load"). So a live
+// capture starts on one processor, and the governor adds processors
+// when the load needs them and gives them back when it has passed.
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"math"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// parseProcs reads -procs: "auto" (0) or a number of processors.
+func parseProcs(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	if s == "auto" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > maxProcs {
+		return 0, fmt.Errorf("auto, or a number of processors from 1 to %d", maxProcs)
+	}
+	return n, nil
+}
+
+// maxProcs is the most -procs accepted, as -cpu's most.
+const maxProcs = 256
+
+// processors returns the processors httplog starts on and the most it
+// may use. A number given to -procs is both. With auto, the most is one
+// per goroutine that can be busy at once, -cpu parsers or -readers
+// readers, at most the machine's CPUs (more would only take turns); a
+// capture file, read as fast as the machine can, starts on them all; a
+// live capture starts on one, and the governor adds more under load.
+func (c *Config) processors(cpus int) (start, most int) {
+	if c.Procs > 0 {
+		return c.Procs, c.Procs
+	}
+	most = max(1, min(max(c.Parsers, c.Readers), cpus))
+	if c.ReadFile != "" {
+		return most, most
+	}
+	return 1, most
+}
+
+// The governor's rule. Every sampleEvery it takes the CPU time the
+// process used since the last sample, in CPUs' worth (busy 0.6: the time
+// of 0.6 CPUs). It adds processors, at once, when busy is above upAt of
+// the processors it has (one processor half busy leaves the reader
+// little room for a burst), and all of them when the pipeline falls
+// behind (the kernel dropped frames, or a parser's queue is half full);
+// it gives processors back when the load would have fitted in fewer at
+// downAt each for downAfter samples in a row, so a load near a threshold
+// does not make it change back and forth.
+const (
+	sampleEvery = 100 * time.Millisecond
+	upAt        = 0.5
+	downAt      = 0.3
+	downAfter   = 50 // 5 s
+)
+
+// governor decides how many processors run the pipeline.
+type governor struct {
+	most, cur int
+	low       int // samples in a row that would have done with fewer
+}
+
+// step takes one sample and returns the processors to run on from now.
+func (g *governor) step(busy float64, behind bool) int {
+	want := min(g.most, max(1, int(math.Ceil(busy/upAt))))
+	switch {
+	case behind:
+		g.cur, g.low = g.most, 0
+	case want > g.cur:
+		g.cur, g.low = want, 0
+	case g.cur > 1 && busy < downAt*float64(g.cur-1):
+		if g.low++; g.low >= downAfter {
+			g.cur, g.low = max(1, int(math.Ceil(busy/downAt))), 0
+		}
+	default:
+		g.low = 0
+	}
+	return g.cur
+}
+
+// govern runs the governor until ctx is done. It reads the process's CPU
+// time, the kernel's drops as the readers last published them, and the
+// lengths of the parser queues; it sets GOMAXPROCS and says so in a log
+// line when the number changes.
+func govern(ctx context.Context, most int, reg *registry, queues []chan *pktBatch, logger *log.Logger) {
+	g := &governor{most: most, cur: runtime.GOMAXPROCS(0)}
+	tick := time.NewTicker(sampleEvery)
+	defer tick.Stop()
+	lastCPU, lastAt := processCPU(), time.Now()
+	lastDrops := reg.read()[cKernelDrops]
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		cpu, now := processCPU(), time.Now()
+		busy := float64(cpu-lastCPU) / float64(now.Sub(lastAt))
+		lastCPU, lastAt = cpu, now
+		drops := reg.read()[cKernelDrops]
+		behind := drops > lastDrops || queuesHalfFull(queues)
+		lastDrops = drops
+		before := g.cur
+		if n := g.step(busy, behind); n != before {
+			runtime.GOMAXPROCS(n)
+			why := fmt.Sprintf("CPU %.2f", busy)
+			if behind {
+				why += ", falling behind"
+			}
+			logger.Printf("processors: %d, were %d (%s)", n, before, why)
+		}
+	}
+}
+
+// queuesHalfFull tells whether a parser has half a queue of batches
+// waiting.
+func queuesHalfFull(queues []chan *pktBatch) bool {
+	for _, q := range queues {
+		if len(q) >= queueDepth/2 {
+			return true
+		}
+	}
+	return false
+}
+
+// processCPU returns the CPU time of the process so far, user and system
+// (the kernel's total of its threads' run time).
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
