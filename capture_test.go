@@ -717,3 +717,35 @@ func TestPortSet(t *testing.T) {
 		t.Error("no list (every port) must give no set")
 	}
 }
+
+// TestRingHalfFull: taking a block while the block half a ring ahead is
+// ready too calls halfFull (the governor's early warning), once per such
+// block; a reader less behind does not.
+func TestRingHalfFull(t *testing.T) {
+	g := ringGeometry{frameSize: 4096, blockSize: 8192, numBlocks: 4}
+	ring := make([]byte, g.blockSize*g.numBlocks)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	defer pr.Close()
+	calls := 0
+	s := &liveSource{ring: ring, g: g, link: linkEthernet, state: &linkState{}, halfFull: func() { calls++ }}
+	if err := s.watch(pr); err != nil {
+		t.Fatal(err)
+	}
+	eth := []byte("dst---src---\x08\x00payload")
+	for i := range 3 { // blocks 0, 1 and 2 ready, 3 not
+		putBlock(t, ring, g, i, []ringFrame{{data: eth, wire: 60, hatype: 1}})
+	}
+	var f frame
+	for i, want := range []int{1, 1, 1} { // block 0 (2 ahead ready), block 1 (3 not), block 2 (0 handed back)
+		if err := s.next(&f); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if calls != want {
+			t.Errorf("after block %d: halfFull called %d times, want %d", i, calls, want)
+		}
+	}
+}

@@ -11,8 +11,7 @@ package main
 // rates is a stream of such short bursts: with two processors at 200k
 // packets/s, two readers made three times the context switches of one
 // reader on one processor and cost about a quarter more CPU a packet;
-// on one processor the same two readers cost what one does, and at the
-// highest replay rate they lost no frame where two processors lost some
+// on one processor the same two readers cost about what one does
 // (docs/BENCHMARKS.md, "Processors that follow the load"). So a live
 // capture starts on one processor, and the governor adds processors
 // when the load needs them and gives them back when it has passed.
@@ -25,6 +24,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -68,10 +68,10 @@ func (c *Config) processors(cpus int) (start, most int) {
 // of 0.6 CPUs). It adds processors, at once, when busy is above upAt of
 // the processors it has (one processor half busy leaves the reader
 // little room for a burst), and all of them when the pipeline falls
-// behind (the kernel dropped frames, or a parser's queue is half full);
-// it gives processors back when the load would have fitted in fewer at
-// downAt each for downAfter samples in a row, so a load near a threshold
-// does not make it change back and forth.
+// behind (a ring half full, the kernel dropped frames, or a parser's
+// queue half full); it gives processors back when the load would have
+// fitted in fewer at downAt each for downAfter samples in a row, so a
+// load near a threshold does not make it change back and forth.
 const (
 	sampleEvery = 100 * time.Millisecond
 	upAt        = 0.5
@@ -83,6 +83,20 @@ const (
 type governor struct {
 	most, cur int
 	low       int // samples in a row that would have done with fewer
+
+	// raised: a reader found its ring half full and took every processor
+	// at once (ringHalfFull); the next sample takes note.
+	raised atomic.Bool
+}
+
+// ringHalfFull is called by a reader that finds its ring half full: at a
+// high packet rate the rest of the ring lasts a few milliseconds, less
+// than a sample, so the reader takes every processor itself, once until
+// the governor has seen it.
+func (g *governor) ringHalfFull() {
+	if g.raised.CompareAndSwap(false, true) {
+		runtime.GOMAXPROCS(g.most)
+	}
 }
 
 // step takes one sample and returns the processors to run on from now.
@@ -103,12 +117,11 @@ func (g *governor) step(busy float64, behind bool) int {
 	return g.cur
 }
 
-// govern runs the governor until ctx is done. It reads the process's CPU
+// run runs the governor until ctx is done. It reads the process's CPU
 // time, the kernel's drops as the readers last published them, and the
 // lengths of the parser queues; it sets GOMAXPROCS and says so in a log
 // line when the number changes.
-func govern(ctx context.Context, most int, reg *registry, queues []chan *pktBatch, logger *log.Logger) {
-	g := &governor{most: most, cur: runtime.GOMAXPROCS(0)}
+func (g *governor) run(ctx context.Context, reg *registry, queues []chan *pktBatch, logger *log.Logger) {
 	tick := time.NewTicker(sampleEvery)
 	defer tick.Stop()
 	lastCPU, lastAt := processCPU(), time.Now()
@@ -123,13 +136,21 @@ func govern(ctx context.Context, most int, reg *registry, queues []chan *pktBatc
 		busy := float64(cpu-lastCPU) / float64(now.Sub(lastAt))
 		lastCPU, lastAt = cpu, now
 		drops := reg.read()[cKernelDrops]
-		behind := drops > lastDrops || queuesHalfFull(queues)
+		halfFull := g.raised.Load()
+		behind := halfFull || drops > lastDrops || queuesHalfFull(queues)
 		lastDrops = drops
 		before := g.cur
-		if n := g.step(busy, behind); n != before {
+		n := g.step(busy, behind)
+		if halfFull {
+			g.raised.Store(false) // after step: a ring half full again from here on raises again
+		}
+		if n != before {
 			runtime.GOMAXPROCS(n)
 			why := fmt.Sprintf("CPU %.2f", busy)
-			if behind {
+			switch {
+			case halfFull:
+				why += ", a ring half full"
+			case behind:
 				why += ", falling behind"
 			}
 			logger.Printf("processors: %d, were %d (%s)", n, before, why)

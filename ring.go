@@ -59,6 +59,11 @@ type liveSource struct {
 
 	desc   string
 	totals kernelCounts
+
+	// halfFull, if set, is called when the reader takes a block while the
+	// block half a ring ahead is ready too: the reader is half a ring
+	// behind the kernel (the governor's early warning, processors.go).
+	halfFull func()
 }
 
 // ringGeometry is the layout of the ring: frameSize bytes hold the largest
@@ -395,7 +400,12 @@ func (s *liveSource) blockHeader() *unix.TpacketHdrV1 {
 
 // blockReady tells whether the kernel has handed the block over.
 func (s *liveSource) blockReady() bool {
-	return atomic.LoadUint32(&s.blockHeader().Block_status)&unix.TP_STATUS_USER != 0
+	return s.statusAt(s.block)&unix.TP_STATUS_USER != 0
+}
+
+// statusAt reads the status word of block i.
+func (s *liveSource) statusAt(i int) uint32 {
+	return atomic.LoadUint32(&(*unix.TpacketHdrV1)(unsafe.Pointer(&s.ring[i*s.g.blockSize+blockHdrOff])).Block_status)
 }
 
 // release hands the block back to the kernel and moves on to the next.
@@ -425,6 +435,9 @@ func (s *liveSource) next(f *frame) error {
 		}
 		h := s.blockHeader()
 		s.owned, s.left, s.off = true, h.Num_pkts, int(h.Offset_to_first_pkt)
+		if s.halfFull != nil && s.g.numBlocks > 1 && s.statusAt((s.block+s.g.numBlocks/2)%s.g.numBlocks)&unix.TP_STATUS_USER != 0 {
+			s.halfFull()
+		}
 		if s.state.down.Load() {
 			s.checkUp()
 		}
