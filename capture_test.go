@@ -628,18 +628,7 @@ func putBlock(t *testing.T, ring []byte, g ringGeometry, i int, frames []ringFra
 func TestRingWalk(t *testing.T) {
 	g := ringGeometry{frameSize: 4096, blockSize: 8192, numBlocks: 3}
 	ring := make([]byte, g.blockSize*g.numBlocks)
-	// A pipe stands in for the socket: nothing ever wakes it, so a wait
-	// ends at its deadline.
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pw.Close()
-	defer pr.Close()
-	s := &liveSource{ring: ring, g: g, link: linkAny, addVLAN: true, state: &linkState{}}
-	if err := s.watch(pr); err != nil {
-		t.Fatal(err)
-	}
+	s := watchedRing(t, &liveSource{ring: ring, g: g, link: linkAny, addVLAN: true, state: &linkState{}})
 
 	eth := []byte("dst---src---\x08\x00payload")
 	putBlock(t, ring, g, 0, []ringFrame{
@@ -724,17 +713,8 @@ func TestPortSet(t *testing.T) {
 func TestRingHalfFull(t *testing.T) {
 	g := ringGeometry{frameSize: 4096, blockSize: 8192, numBlocks: 4}
 	ring := make([]byte, g.blockSize*g.numBlocks)
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pw.Close()
-	defer pr.Close()
 	calls := 0
-	s := &liveSource{ring: ring, g: g, link: linkEthernet, state: &linkState{}, halfFull: func() { calls++ }}
-	if err := s.watch(pr); err != nil {
-		t.Fatal(err)
-	}
+	s := watchedRing(t, &liveSource{ring: ring, g: g, link: linkEthernet, state: &linkState{}, halfFull: func() { calls++ }})
 	eth := []byte("dst---src---\x08\x00payload")
 	for i := range 3 { // blocks 0, 1 and 2 ready, 3 not
 		putBlock(t, ring, g, i, []ringFrame{{data: eth, wire: 60, hatype: 1}})
@@ -748,4 +728,20 @@ func TestRingHalfFull(t *testing.T) {
 			t.Errorf("after block %d: halfFull called %d times, want %d", i, calls, want)
 		}
 	}
+}
+
+// watchedRing makes s wait on a pipe in place of its socket: nothing ever
+// wakes it, so a wait ends at its deadline. The pipe is closed with the
+// test.
+func watchedRing(t *testing.T, s *liveSource) *liveSource {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pw.Close(); pr.Close() })
+	if err := s.watch(pr); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
