@@ -145,6 +145,9 @@ func (g *governor) run(ctx context.Context, reg *registry, queues []chan *pktBat
 			g.raised.Store(false) // after step: a ring half full again from here on raises again
 		}
 		if n != before {
+			// A reader raising them between the Load above and this
+			// call is undone here, and redone at the next sample: it
+			// left raised set.
 			runtime.GOMAXPROCS(n)
 			why := fmt.Sprintf("CPU %.2f", busy)
 			switch {
