@@ -745,3 +745,39 @@ func watchedRing(t *testing.T, s *liveSource) *liveSource {
 	}
 	return s
 }
+
+// TestRingGroupBehind: in a fanout group, a reader that takes a block also
+// sees another reader's ring half full (that reader may be parked where
+// it cannot tell), and a member's close leaves the rings mapped until the
+// last member closes, so that the others never read an unmapped ring.
+func TestRingGroupBehind(t *testing.T) {
+	g := ringGeometry{frameSize: 4096, blockSize: 8192, numBlocks: 4}
+	calls := 0
+	a := watchedRing(t, &liveSource{ring: make([]byte, g.blockSize*g.numBlocks), g: g, link: linkEthernet, state: &linkState{}, halfFull: func() { calls++ }})
+	b := &liveSource{fd: -1, ring: make([]byte, g.blockSize*g.numBlocks), g: g, link: linkEthernet, state: &linkState{}}
+	grp := &ringGroup{members: []*liveSource{a, b}}
+	grp.open.Store(2)
+	a.group, b.group = grp, grp
+	eth := []byte("dst---src---\x08\x00payload")
+	putBlock(t, a.ring, g, 0, []ringFrame{{data: eth, wire: 60, hatype: 1}})
+	putBlock(t, a.ring, g, 1, []ringFrame{{data: eth, wire: 60, hatype: 1}})
+	var f frame
+	if err := a.next(&f); err != nil || calls != 0 {
+		t.Fatalf("a's block 0, no ring half full: err %v, halfFull called %d times", err, calls)
+	}
+	// b's reader is at block 0 and has not come for it; blocks 0 to 2 wait.
+	for i := range 3 {
+		putBlock(t, b.ring, g, i, []ringFrame{{data: eth, wire: 60, hatype: 1}})
+	}
+	if err := a.next(&f); err != nil || calls != 1 {
+		t.Fatalf("a's block 1 with b's ring half full: err %v, halfFull called %d times, want 1", err, calls)
+	}
+	a.close()
+	if a.ring == nil || b.ring == nil {
+		t.Fatal("the first member's close unmapped a ring of the group")
+	}
+	b.close()
+	if a.ring != nil || b.ring != nil {
+		t.Error("the last member's close left a ring of the group mapped")
+	}
+}

@@ -101,6 +101,11 @@ func openGroup(t *liveSource, n int, prog []bpf.RawInstruction) (srcs []*liveSou
 			return srcs, id, err
 		}
 	}
+	g := &ringGroup{members: srcs}
+	g.open.Store(int32(len(srcs)))
+	for _, s := range srcs {
+		s.group = g
+	}
 	return srcs, id, nil
 }
 

@@ -89,10 +89,10 @@ type governor struct {
 	raised atomic.Bool
 }
 
-// ringHalfFull is called by a reader that finds its ring half full: at a
-// high packet rate the rest of the ring lasts a few milliseconds, less
-// than a sample, so the reader takes every processor itself, once until
-// the governor has seen it.
+// ringHalfFull is called by a reader that finds a ring of its group half
+// full (liveSource.behind): at a high packet rate the rest of the ring
+// lasts a few milliseconds, less than a sample, so the reader takes every
+// processor itself, once until the governor has seen it.
 func (g *governor) ringHalfFull() {
 	if g.raised.CompareAndSwap(false, true) {
 		runtime.GOMAXPROCS(g.most)

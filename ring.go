@@ -60,10 +60,20 @@ type liveSource struct {
 	desc   string
 	totals kernelCounts
 
-	// halfFull, if set, is called when the reader takes a block while the
-	// block half a ring ahead is ready too: the reader is half a ring
-	// behind the kernel (the governor's early warning, processors.go).
+	// halfFull, if set, is called when the reader takes a block while a
+	// ring of its group is half full (behind): the governor's early
+	// warning, processors.go.
 	halfFull func()
+	group    *ringGroup   // the sockets of its fanout group; nil: alone
+	at       atomic.Int32 // block, for the other readers of the group
+}
+
+// ringGroup is the sockets of one fanout group. Each reader watches the
+// others' rings too (behind), so no ring of the group is unmapped before
+// the last of its readers has closed its socket.
+type ringGroup struct {
+	members []*liveSource
+	open    atomic.Int32 // members not closed yet
 }
 
 // ringGeometry is the layout of the ring: frameSize bytes hold the largest
@@ -413,6 +423,32 @@ func (s *liveSource) release() {
 	atomic.StoreUint32(&s.blockHeader().Block_status, unix.TP_STATUS_KERNEL)
 	s.block = (s.block + 1) % s.g.numBlocks
 	s.owned = false
+	s.at.Store(int32(s.block))
+}
+
+// behind tells whether this ring, or another of its fanout group, is half
+// full: the block half a ring ahead of the one its reader is at has been
+// handed over too. The other rings are looked at as well because their
+// readers may not be able to tell: on one busy Go processor, a reader
+// parked in the netpoller is woken only when the processor runs out of
+// work, or by the runtime's 10 ms poll, and at a high rate its ring can
+// fill meanwhile.
+func (s *liveSource) behind() bool {
+	if s.group == nil {
+		return s.halfFullAt(s.block)
+	}
+	for _, r := range s.group.members {
+		if r.halfFullAt(int(r.at.Load())) {
+			return true
+		}
+	}
+	return false
+}
+
+// halfFullAt tells whether the block half a ring ahead of block is ready.
+func (s *liveSource) halfFullAt(block int) bool {
+	n := s.g.numBlocks
+	return n > 1 && s.statusAt((block+n/2)%n)&unix.TP_STATUS_USER != 0
 }
 
 // next returns the next frame of the ring, or errTimeout when none came
@@ -435,7 +471,7 @@ func (s *liveSource) next(f *frame) error {
 		}
 		h := s.blockHeader()
 		s.owned, s.left, s.off = true, h.Num_pkts, int(h.Offset_to_first_pkt)
-		if s.halfFull != nil && s.g.numBlocks > 1 && s.statusAt((s.block+s.g.numBlocks/2)%s.g.numBlocks)&unix.TP_STATUS_USER != 0 {
+		if s.halfFull != nil && s.behind() {
 			s.halfFull()
 		}
 		if s.state.down.Load() {
@@ -558,10 +594,21 @@ func (s *liveSource) kernelStats() kernelCounts {
 func (s *liveSource) drainTime() time.Duration { return 2 * blockTimeout }
 func (s *liveSource) describe() string         { return s.desc }
 
+// close closes the socket and unmaps the ring; in a group, the last
+// member to close unmaps every ring of the group.
 func (s *liveSource) close() {
-	if s.ring != nil {
-		unix.Munmap(s.ring)
-		s.ring = nil
+	rings := []*liveSource{s}
+	if s.group != nil {
+		rings = nil
+		if s.group.open.Add(-1) == 0 {
+			rings = s.group.members
+		}
+	}
+	for _, r := range rings {
+		if r.ring != nil {
+			unix.Munmap(r.ring)
+			r.ring = nil
+		}
 	}
 	if s.file != nil {
 		s.file.Close()
