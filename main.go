@@ -187,23 +187,8 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer, reopen <-
 	pairs := newPairWorkers(cfg, reg) // nil without -pair
 	queues := startParsers(cfg.Parsers, reg, localPtr, cfg.Location, cfg.lineFormat(), pktFree, lines, lineFree, pairs)
 	report := func() { logger.Print(statsLine(reg.read(), cfg.Pair)) }
-	procs := fmt.Sprintf("%d CPU(s)", runtime.GOMAXPROCS(0))
-	if most := cfg.governMost; most > runtime.GOMAXPROCS(0) {
-		procs += fmt.Sprintf(" (up to %d as the load needs)", most)
-		g := &governor{most: most, cur: runtime.GOMAXPROCS(0)}
-		for _, src := range o.srcs {
-			if l, ok := src.(*liveSource); ok {
-				l.halfFull = g.ringHalfFull
-			}
-		}
-		gctx, stop := context.WithCancel(ctx)
-		governed := make(chan struct{})
-		go func() {
-			defer close(governed)
-			g.run(gctx, reg, queues, logger)
-		}()
-		defer func() { stop(); <-governed }()
-	}
+	procs, stopGovernor := startGovernor(ctx, cfg.governMost, o.srcs, reg, queues, logger)
+	defer stopGovernor()
 	read := startReaders(ctx, o.srcs, readerSettings(cfg, report), queues, pktFree, reg)
 	o.metrics.serve(reg, runInfo(o.srcs, cfg.Parsers), logger)
 	logger.Printf("httplog %s started: %s, ports %s, snaplen %d, %d reader(s), %d parser(s) on %s%s, lines to %s%s%s%s",

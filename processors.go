@@ -11,8 +11,8 @@ package main
 // rates is a stream of such short bursts: with two processors at 200k
 // packets/s, two readers made three times the context switches of one
 // reader on one processor and cost about a quarter more CPU a packet;
-// on one processor the same two readers cost about what one does
-// (docs/BENCHMARKS.md, "Processors that follow the load"). So a live
+// on one processor the same two readers cost about a tenth more than one
+// (docs/BENCHMARKS.md, "Issue 12: processors that follow the load"). So a live
 // capture starts on one processor, and the governor adds processors
 // when the load needs them and gives them back when it has passed.
 
@@ -159,6 +159,31 @@ func (g *governor) run(ctx context.Context, reg *registry, queues []chan *pktBat
 			logger.Printf("processors: %d, were %d (%s)", n, before, why)
 		}
 	}
+}
+
+// startGovernor starts the governor when most is more processors than
+// httplog runs on now, and gives the readers of srcs its early warning.
+// It returns the start message's words on the processors and the
+// function that stops the governor and waits for it.
+func startGovernor(ctx context.Context, most int, srcs []packetSource, reg *registry, queues []chan *pktBatch, logger *log.Logger) (text string, stop func()) {
+	now := runtime.GOMAXPROCS(0)
+	text = fmt.Sprintf("%d CPU(s)", now)
+	if most <= now {
+		return text, func() {}
+	}
+	g := &governor{most: most, cur: now}
+	for _, src := range srcs {
+		if l, ok := src.(*liveSource); ok {
+			l.halfFull = g.ringHalfFull
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.run(ctx, reg, queues, logger)
+	}()
+	return text + fmt.Sprintf(" (up to %d as the load needs)", most), func() { cancel(); <-done }
 }
 
 // queuesHalfFull tells whether a parser has half a queue of batches

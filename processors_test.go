@@ -59,13 +59,6 @@ func TestGovernorStep(t *testing.T) {
 		busy   float64
 		behind bool
 	}
-	repeat := func(n int, s sample) []sample {
-		out := make([]sample, n)
-		for i := range out {
-			out[i] = s
-		}
-		return out
-	}
 	cat := func(parts ...[]sample) (out []sample) {
 		for _, p := range parts {
 			out = append(out, p...)
@@ -78,18 +71,18 @@ func TestGovernorStep(t *testing.T) {
 		samples []sample
 		want    []int // processors after each sample, or only the last if shorter
 	}{
-		{"idle stays on one", 4, repeat(100, sample{0.05, false}), []int{1}},
-		{"half a CPU stays on one", 4, repeat(100, sample{0.5, false}), []int{1}},
+		{"idle stays on one", 4, repeated(100, sample{0.05, false}), []int{1}},
+		{"half a CPU stays on one", 4, repeated(100, sample{0.5, false}), []int{1}},
 		{"more than half a CPU adds one at once", 4, []sample{{0.2, false}, {0.6, false}}, []int{1, 2}},
 		{"a heavy load adds what it needs at once", 8, []sample{{1.9, false}}, []int{4}},
 		{"never more than most", 2, []sample{{3.5, false}}, []int{2}},
 		{"falling behind takes them all", 4, []sample{{0.1, false}, {0.1, true}}, []int{1, 4}},
-		{"back to one only after downAfter quiet samples", 4, cat([]sample{{0.1, true}}, repeat(downAfter, sample{0.1, false})),
-			append(append([]int{4}, repeatInt(downAfter-1, 4)...), 1)},
-		{"a busy sample starts the count again", 4, cat([]sample{{0.1, true}}, repeat(downAfter-1, sample{0.1, false}), []sample{{1.0, false}}, repeat(downAfter-1, sample{0.1, false})),
+		{"back to one only after downAfter quiet samples", 4, cat([]sample{{0.1, true}}, repeated(downAfter, sample{0.1, false})),
+			append(append([]int{4}, repeated(downAfter-1, 4)...), 1)},
+		{"a busy sample starts the count again", 4, cat([]sample{{0.1, true}}, repeated(downAfter-1, sample{0.1, false}), []sample{{1.0, false}}, repeated(downAfter-1, sample{0.1, false})),
 			[]int{4}},
-		{"down to what the load needs at downAt each", 8, cat([]sample{{0.1, true}}, repeat(downAfter, sample{0.8, false})), []int{3}},
-		{"between the thresholds it keeps two", 4, cat([]sample{{0.9, false}}, repeat(200, sample{0.4, false})), []int{2}},
+		{"down to what the load needs at downAt each", 8, cat([]sample{{0.1, true}}, repeated(downAfter, sample{0.8, false})), []int{3}},
+		{"between the thresholds it keeps two", 4, cat([]sample{{0.9, false}}, repeated(200, sample{0.4, false})), []int{2}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			g := &governor{most: tt.most, cur: 1}
@@ -108,9 +101,9 @@ func TestGovernorStep(t *testing.T) {
 	}
 }
 
-// repeatInt is n times v.
-func repeatInt(n, v int) []int {
-	out := make([]int, n)
+// repeated is n times v.
+func repeated[T any](n int, v T) []T {
+	out := make([]T, n)
 	for i := range out {
 		out[i] = v
 	}
@@ -151,5 +144,4 @@ func TestLiveProcessorsFollowLoad(t *testing.T) {
 	if stats["kernel_drops"] == 0 || stats["CQ"] == 0 {
 		t.Errorf("want frames both dropped and logged: %s", lastStatsLine(stderr))
 	}
-	t.Logf("%s", stderr)
 }

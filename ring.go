@@ -404,9 +404,12 @@ const (
 	frameLLOff  = 48 // sockaddr_ll after the 48-byte tpacket3_hdr
 )
 
-func (s *liveSource) blockHeader() *unix.TpacketHdrV1 {
-	return (*unix.TpacketHdrV1)(unsafe.Pointer(&s.ring[s.block*s.g.blockSize+blockHdrOff]))
+// headerAt is the header of block i; blockHeader, of the current block.
+func (s *liveSource) headerAt(i int) *unix.TpacketHdrV1 {
+	return (*unix.TpacketHdrV1)(unsafe.Pointer(&s.ring[i*s.g.blockSize+blockHdrOff]))
 }
+
+func (s *liveSource) blockHeader() *unix.TpacketHdrV1 { return s.headerAt(s.block) }
 
 // blockReady tells whether the kernel has handed the block over.
 func (s *liveSource) blockReady() bool {
@@ -415,7 +418,7 @@ func (s *liveSource) blockReady() bool {
 
 // statusAt reads the status word of block i.
 func (s *liveSource) statusAt(i int) uint32 {
-	return atomic.LoadUint32(&(*unix.TpacketHdrV1)(unsafe.Pointer(&s.ring[i*s.g.blockSize+blockHdrOff])).Block_status)
+	return atomic.LoadUint32(&s.headerAt(i).Block_status)
 }
 
 // release hands the block back to the kernel and moves on to the next.
