@@ -27,7 +27,7 @@ type Config struct {
 	Ports      []uint16       // -p, HTTPLOG_PORT, default 80; nil = every port ("any")
 	PortText   string         // -p as given, for messages
 	Snaplen    int            // -s, HTTPLOG_SNAPLEN, default 1560; <= 0 means 65535
-	BufferMB   int            // -b, HTTPLOG_BUFSIZE, default 8: ring size in MB
+	BufferMB   int            // -b, HTTPLOG_BUFSIZE, default 8 per reader: ring size in MB, of all readers
 	Parsers    int            // -cpu, HTTPLOG_CPUNO, default 1: parsing goroutines
 	Readers    int            // -readers, HTTPLOG_READERS, default 1: capture sockets in one fanout group, a reader goroutine each
 	Procs      int            // -procs, HTTPLOG_PROCS, default "auto" (0): processors (GOMAXPROCS), or follow the load (processors.go)
@@ -88,6 +88,15 @@ func (c *Config) given(name string) bool {
 
 // errHelp is returned by loadConfig for -h: usage was printed, exit 0.
 var errHelp = errors.New("help requested")
+
+// readerRingMB is the ring memory of each reader when -b is not given:
+// the seed's 8 MB for one reader, and as much for every further one. A
+// reader's ring takes its share of the connections, but not an even
+// share at every moment, and its reader is away as long as one reader's
+// is: at the top rate a 2-core machine replays, two readers with 4 MB
+// each lost frames in 5 of 8 passes, with 8 MB each in none of 14, as
+// one reader with 8 MB (docs/BENCHMARKS.md). A -b given is the total.
+const readerRingMB = 8
 
 // maxReaders is the most -readers accepted: a reader per core of a large
 // server, each with its share of the ring memory.
@@ -197,7 +206,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 
 	// The seed's flags, with their names and meanings; then the new ones.
 	boolean(&c.AddVLAN, "add_vlan", "HTTPLOG_ADD_VLAN", "If true, add VLAN header")
-	num(&c.BufferMB, "b", "HTTPLOG_BUFSIZE", 8, "Interface buffersize (MB)")
+	num(&c.BufferMB, "b", "HTTPLOG_BUFSIZE", readerRingMB, "Interface buffersize (MB)")
 	integer(&c.Count, "c", -1, "If >= 0, # of packets to capture before returning")
 	num(&c.Parsers, "cpu", "HTTPLOG_CPUNO", 1, "Number of HTTP parsing goroutine")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "If non-empty, write CPU profile here")
@@ -207,7 +216,7 @@ func loadConfig(args []string, getenv func(string) string, usage io.Writer) (*Co
 	boolean(&c.Split, "log_split", "HTTPLOG_LOG_SPLIT", "If true, write a split log file (CQ, CR, SQ, SR)")
 	str(&c.PortText, "p", "HTTPLOG_PORT", "80", "http service port (a comma-separated list, or any)")
 	num(&c.Snaplen, "s", "HTTPLOG_SNAPLEN", 1560, "Snaplen, if <= 0, use 65535")
-	num(&c.Readers, "readers", "HTTPLOG_READERS", 1, "Number of capture sockets and reader goroutines, 1 to 64, in one fanout group sharing the -b ring memory")
+	num(&c.Readers, "readers", "HTTPLOG_READERS", 1, "Number of capture sockets and reader goroutines, 1 to 64, in one fanout group sharing the -b ring memory (without -b: 8 MB each)")
 	str(&c.ProcsText, "procs", "HTTPLOG_PROCS", "auto", "Processors running httplog (GOMAXPROCS): auto (a live capture starts on 1 and adds up to the larger of -cpu and -readers under load) or a number")
 	fs.BoolVar(&c.Version, "v", false, "If true, show version")
 	fs.BoolVar(&c.Check, "check", false, "If true, check the configuration, log directory and interface without capturing, and exit")
@@ -306,6 +315,9 @@ func (c *Config) validate() error {
 			return fmt.Errorf("flags -readers %d and -r %s conflict: a capture file is read by one reader", c.Readers, c.ReadFile)
 		}
 		c.Readers = 1
+	}
+	if _, ok := c.set["b"]; !ok {
+		c.BufferMB = readerRingMB * c.Readers
 	}
 	if c.ReadFile == "" {
 		if g, err := ringFor(c.Snaplen, c.BufferMB, c.Readers); err != nil {

@@ -225,6 +225,26 @@ func TestConfigReaders(t *testing.T) {
 			t.Errorf("%q %v: %v, %v; want %d readers", tt.args, tt.env, c, err, tt.want)
 		}
 	}
+	// Without -b each reader has a ring of 8 MB; a -b given, as a flag or
+	// a variable, is the total; an empty variable is not given.
+	for _, tt := range []struct {
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{nil, nil, 8},
+		{[]string{"-readers", "2"}, nil, 16},
+		{nil, map[string]string{"HTTPLOG_READERS": "64"}, 512},
+		{[]string{"-readers", "2"}, map[string]string{"HTTPLOG_BUFSIZE": ""}, 16},
+		{[]string{"-readers", "2", "-b", "8"}, nil, 8},
+		{[]string{"-readers", "4"}, map[string]string{"HTTPLOG_BUFSIZE": "8"}, 8},
+		{[]string{"-r", "x.pcap"}, map[string]string{"HTTPLOG_READERS": "8"}, 8},
+	} {
+		c, err := loadConfig(tt.args, envOf(tt.env), nil)
+		if err != nil || c.BufferMB != tt.want {
+			t.Errorf("%q %v: %v, %v; want -b %d", tt.args, tt.env, c, err, tt.want)
+		}
+	}
 	for _, tt := range []struct {
 		args []string
 		env  map[string]string
@@ -247,7 +267,8 @@ func TestConfigReaders(t *testing.T) {
 		}
 	}
 	var out, errOut strings.Builder
-	if code := run([]string{"-h"}, envOf(nil), &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "  -readers int\n    \tNumber of capture sockets") {
+	if code := run([]string{"-h"}, envOf(nil), &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "  -readers int\n    \tNumber of capture sockets") ||
+		!strings.Contains(errOut.String(), "(without -b: 8 MB each)") {
 		t.Errorf("-h does not list -readers:\n%s", errOut.String())
 	}
 }
@@ -256,7 +277,7 @@ func TestConfigReaders(t *testing.T) {
 // and the shares add up to at most -b.
 func TestRingSplit(t *testing.T) {
 	for _, tt := range []struct{ snaplen, mb, readers int }{
-		{1560, 8, 1}, {1560, 8, 2}, {1560, 8, 3}, {1560, 8, 64}, {1560, 1, 64}, {65535, 64, 7}, {262144, 4096, 64},
+		{1560, 8, 1}, {1560, 8, 2}, {1560, 16, 2}, {1560, 8, 3}, {1560, 8, 64}, {1560, 1, 64}, {65535, 64, 7}, {262144, 4096, 64},
 	} {
 		one, err := ringFor(tt.snaplen, tt.mb, 1)
 		if err != nil {
@@ -271,6 +292,10 @@ func TestRingSplit(t *testing.T) {
 		if g.frameSize != one.frameSize || g.blockSize%g.frameSize != 0 || g.blockSize > maxBlock || g.numBlocks < 1 ||
 			size*tt.readers > tt.mb<<20 || size < tt.mb<<20/tt.readers*3/4 {
 			t.Errorf("%+v: %+v: each ring %d bytes", tt, g, size)
+		}
+		// A reader's blocks fill as fast as one reader's: a Nth of the size.
+		if g.blockSize > max(g.frameSize, one.blockSize/tt.readers) || g.blockSize < one.blockSize/tt.readers-g.frameSize && g.numBlocks > minBlocks {
+			t.Errorf("%+v: blocks of %d bytes, one reader's %d", tt, g.blockSize, one.blockSize)
 		}
 	}
 	if g, err := ringFor(262144, 1, 8); err == nil || !strings.Contains(err.Error(), "-b 1 with -readers 8") {

@@ -92,7 +92,11 @@ const frameOverhead = 96
 // large: 1 MiB (about 700 full-size frames) measured a quarter less CPU
 // than 256 KiB at 50k packets/s. A small ring is still cut into at least
 // minBlocks blocks, so the kernel can fill some while the reader works
-// through another.
+// through another. Each of N readers gets a Nth of the traffic, and
+// blocks of at most maxBlock/N: they are handed over as often as one
+// reader's, and read as soon after the kernel wrote them. Two readers
+// with 1 MiB blocks woke half as often but spent as much more CPU reading
+// frames gone cold in the cache (docs/BENCHMARKS.md).
 const (
 	maxBlock  = 1 << 20
 	minBlocks = 8
@@ -127,7 +131,7 @@ func ringFor(snaplen, megabytes, readers int) (ringGeometry, error) {
 	page := os.Getpagesize()
 	frame := (snaplen + frameOverhead + page - 1) / page * page
 	size := megabytes << 20 / readers // bytes of each reader's ring
-	block := frame * max(1, min(maxBlock, size/minBlocks)/frame)
+	block := frame * max(1, min(maxBlock/readers, size/minBlocks)/frame)
 	g := ringGeometry{frameSize: frame, blockSize: block}
 	g.numBlocks = size / block
 	switch {
