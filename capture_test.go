@@ -672,13 +672,13 @@ func TestRingWalk(t *testing.T) {
 	}
 	// Block 2 begins with a corrupt frame: the rest of the block is
 	// skipped, the block handed back, and the reader waits for block 0,
-	// which it handed back itself, until the poll timeout.
+	// which it handed back itself, until the next tick (nextTick).
 	start := time.Now()
 	if err := s.next(&f); err != errTimeout {
 		t.Fatalf("reading a ring the kernel owns: %v, want errTimeout", err)
 	}
-	if d := time.Since(start); d < pollTimeout {
-		t.Errorf("the wait ended after %v, before the poll timeout %v", d, pollTimeout)
+	if end, tick := time.Now(), nextTick(start); end.Before(tick) {
+		t.Errorf("the wait ended after %v, before the tick %v after its start", end.Sub(start), tick.Sub(start))
 	}
 	for i := range g.numBlocks {
 		if st := (*unix.TpacketHdrV1)(unsafe.Pointer(&ring[i*g.blockSize+blockHdrOff])).Block_status; st != unix.TP_STATUS_KERNEL {
@@ -779,5 +779,25 @@ func TestRingGroupBehind(t *testing.T) {
 	b.close()
 	if a.ring != nil || b.ring != nil {
 		t.Error("the last member's close left a ring of the group mapped")
+	}
+}
+
+// TestNextTick: the readers' deadlines and the governor's samples fall on
+// the same ticks, multiples of pollTimeout, each within pollTimeout.
+func TestNextTick(t *testing.T) {
+	start := time.Now()
+	var first time.Time
+	for _, d := range []time.Duration{0, time.Nanosecond, 37 * time.Millisecond, pollTimeout - time.Nanosecond, pollTimeout, 5*pollTimeout + 1} {
+		now := start.Add(d)
+		tick := nextTick(now)
+		if !tick.After(now) || tick.Sub(now) > pollTimeout || tick.UnixNano()%int64(pollTimeout) != 0 {
+			t.Errorf("nextTick(now+%v) = now+%v (Unix ns %d): not the next multiple of %v", d, tick.Sub(start), tick.UnixNano(), pollTimeout)
+		}
+		if d == 0 {
+			first = tick
+		}
+		if within := now.Before(first); within && !tick.Equal(first) {
+			t.Errorf("nextTick(now+%v) = now+%v, another tick than nextTick(now) = now+%v", d, tick.Sub(start), first.Sub(start))
+		}
 	}
 }

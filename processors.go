@@ -73,7 +73,7 @@ func (c *Config) processors(cpus int) (start, most int) {
 // fitted in fewer at downAt each for downAfter samples in a row, so a
 // load near a threshold does not make it change back and forth.
 const (
-	sampleEvery = 100 * time.Millisecond
+	sampleEvery = pollTimeout // at the readers' ticks (nextTick)
 	upAt        = 0.5
 	downAt      = 0.3
 	downAfter   = 50 // 5 s
@@ -122,7 +122,7 @@ func (g *governor) step(busy float64, behind bool) int {
 // lengths of the parser queues; it sets GOMAXPROCS and says so in a log
 // line when the number changes.
 func (g *governor) run(ctx context.Context, reg *registry, queues []chan *pktBatch, logger *log.Logger) {
-	tick := time.NewTicker(sampleEvery)
+	tick := time.NewTimer(time.Until(nextTick(time.Now())))
 	defer tick.Stop()
 	lastCPU, lastAt := processCPU(), time.Now()
 	lastDrops := reg.read()[cKernelDrops]
@@ -133,6 +133,7 @@ func (g *governor) run(ctx context.Context, reg *registry, queues []chan *pktBat
 		case <-tick.C:
 		}
 		cpu, now := processCPU(), time.Now()
+		tick.Reset(nextTick(now).Sub(now))
 		busy := float64(cpu-lastCPU) / float64(now.Sub(lastAt))
 		lastCPU, lastAt = cpu, now
 		drops := reg.read()[cKernelDrops]
