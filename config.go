@@ -94,7 +94,7 @@ var errHelp = errors.New("help requested")
 // reader's ring takes its share of the connections, but not an even
 // share at every moment, and its reader is away as long as one reader's
 // is: at the top rate a 2-core machine replays, two readers with 4 MB
-// each lost frames in 5 of 8 passes, with 8 MB each in none of 14, as
+// each lost frames in 5 of 8 passes, with 8 MB each in none of 30, as
 // one reader with 8 MB (docs/BENCHMARKS.md). A -b given is the total.
 const readerRingMB = 8
 

@@ -133,7 +133,7 @@ func (g *governor) run(ctx context.Context, reg *registry, queues []chan *pktBat
 		case <-tick.C:
 		}
 		cpu, now := processCPU(), time.Now()
-		tick.Reset(nextTick(now).Sub(now))
+		tick.Reset(time.Until(nextTick(now)))
 		busy := float64(cpu-lastCPU) / float64(now.Sub(lastAt))
 		lastCPU, lastAt = cpu, now
 		drops := reg.read()[cKernelDrops]

@@ -98,7 +98,8 @@ const frameOverhead = 96
 // blocks of at most maxBlock/N: they are handed over as often as one
 // reader's, and read as soon after the kernel wrote them. Two readers
 // with 1 MiB blocks woke half as often but spent as much more CPU reading
-// frames gone cold in the cache (docs/BENCHMARKS.md).
+// the frames, read twice as long after the kernel wrote them
+// (docs/BENCHMARKS.md).
 const (
 	maxBlock  = 1 << 20
 	minBlocks = 8
@@ -173,7 +174,8 @@ const pollTimeout = 100 * time.Millisecond
 // end there, and the governor samples there, so that on a quiet link
 // httplog wakes once a pollTimeout, not once per reader and again for the
 // governor: each wake-up of a sleeping thread costs the process about
-// 13 µs of CPU on our test machine (docs/BENCHMARKS.md).
+// 13 µs of CPU on our test machine (estimated from profiles,
+// docs/BENCHMARKS.md).
 func nextTick(now time.Time) time.Time {
 	return now.Add(pollTimeout - time.Duration(now.UnixNano()%int64(pollTimeout)))
 }
